@@ -1,0 +1,24 @@
+"""Model cost as the paper counts it: fvcore multiply-accumulates at one input size, batch 1, eval mode."""
+
+import torch
+from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+from torch import nn
+
+
+def count_cost(model: nn.Module, in_chans: int, size: int) -> dict:
+    """params; gflops (fvcore total: conv, linear, norms, pooling); gflops_conv_linear (the paper's GFLOPs);
+    activations (fvcore activation count, millions)."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, in_chans, size, size, device=next(model.parameters()).device)
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        by_op = flops.by_operator()
+        activations = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+    model.train(was_training)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflops": flops.total() / 1e9,
+        "gflops_conv_linear": (by_op.get("conv", 0) + by_op.get("linear", 0)) / 1e9,
+        "activations_m": activations / 1e6,
+    }
