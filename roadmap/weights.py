@@ -51,11 +51,10 @@ def load_torchvision_weights(model: nn.Module, state_dict: dict[str, torch.Tenso
     renamed = {_rename(k, rules): v for k, v in state_dict.items()}
     missing, unexpected = sorted(set(target) - set(renamed)), sorted(set(renamed) - set(target))
     if missing or unexpected:
-        raise ValueError(
-            f"the model is not the roadmap's {reference} endpoint: "
-            f"{len(missing)} of its tensors have no counterpart (first: {missing[:1]}), "
-            f"{len(unexpected)} of {reference}'s fit nowhere (first: {unexpected[:1]})"
-        )
+        problems = [f"{len(missing)} of its tensors have no counterpart (first: {missing[0]})"] if missing else []
+        if unexpected:
+            problems.append(f"{len(unexpected)} of {reference}'s fit nowhere (first: {unexpected[0]})")
+        raise ValueError(f"the model is not the roadmap's {reference} endpoint: {'; '.join(problems)}")
     converted = {}
     for key, value in renamed.items():
         if value.dim() == 2 and target[key].dim() == 4:  # a Linear acting on channels -> a 1x1 conv
