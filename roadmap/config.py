@@ -47,6 +47,48 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.image_size={cfg.data.image_size}: must be at least {smallest} for {len(kwargs['depths'])} stages"
         )
+    _validate_training(cfg)
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    """The data, recipe and runtime settings run.py reads."""
+
+    def fail(key: str, allowed: str) -> None:
+        raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r}: must be {allowed}")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise ConfigError(f"data.root: required for data={cfg.data.name}; set data.root=<folder>")
+    for key in ("recipe.batch", "recipe.base_batch", "recipe.epochs", "runtime.batch_per_device"):
+        if not is_int(OmegaConf.select(cfg, key)) or OmegaConf.select(cfg, key) <= 0:
+            fail(key, "a positive integer")
+    if not is_int(cfg.data.val_size) or cfg.data.val_size <= 0:
+        fail("data.val_size", "a positive integer")
+    if cfg.data.train_subset is not None and (not is_int(cfg.data.train_subset) or cfg.data.train_subset <= 0):
+        fail("data.train_subset", "a positive integer or null (the whole train split)")
+    low, high = cfg.data.crop_scale
+    if not 0 < low <= high <= 1:
+        fail("data.crop_scale", "[min, max] with 0 < min <= max <= 1")
+    if not 0 < cfg.data.eval_crop_ratio <= 1:
+        fail("data.eval_crop_ratio", "in (0, 1]")
+    for key, choices in [("recipe.optimizer", ("sgd", "adamw")), ("recipe.schedule", ("step", "cosine")),
+                         ("recipe.interpolation", ("bilinear", "bicubic", "nearest")),
+                         ("runtime.amp", ("auto", "bf16", "fp16", "off"))]:
+        if OmegaConf.select(cfg, key) not in choices:
+            fail(key, f"one of {', '.join(choices)}")
+    if not 0 <= cfg.recipe.warmup_epochs < cfg.recipe.reference_epochs:
+        fail("recipe.warmup_epochs", f"in [0, recipe.reference_epochs={cfg.recipe.reference_epochs})")
+    for key in ("recipe.hflip", "recipe.random_erasing", "recipe.mix_switch_prob"):
+        if not 0 <= OmegaConf.select(cfg, key) <= 1:
+            fail(key, "a probability in [0, 1]")
+    if not 0 <= cfg.recipe.label_smoothing < 1:
+        fail("recipe.label_smoothing", "in [0, 1)")
+    if not 0 < cfg.recipe.ema_decay < 1:
+        fail("recipe.ema_decay", "in (0, 1)")
+    if not is_int(cfg.runtime.workers) or cfg.runtime.workers < 0:
+        fail("runtime.workers", "an integer >= 0 (0: load in the training process)")
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -21,12 +21,44 @@ DOWNSAMPLES = ("strided", "separate")
 INITS = ("resnet", "convnext")
 
 
+def make_act(kind: str) -> nn.Module:
+    """ReLU works in place, as torchvision's: it always follows a conv, a norm or the residual add, none of which
+    needs its output for backward, and a fresh activation-sized tensor per ReLU costs ~10% of a ResNet-50 training
+    step on CPU at 224x224 (allocation and page faults)."""
+    return nn.ReLU(inplace=True) if kind == "relu" else ACTIVATIONS[kind]()
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor. On a channels_last tensor both permutes are free views."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class BlockConv2d(nn.Conv2d):
+    """A block's conv: nn.Conv2d (same arguments, parameters and outputs) that skips work on small feature maps.
+
+    With a 32x32 input the last stages see 2x2 and 1x1 maps, smaller than a 3x3 or 7x7 kernel's reach: the kernel
+    taps that can only ever cover zero padding are cut off (their products are zeros, their weight gradients
+    stay zero), and on a 1x1 map the dense conv that remains is a matmul (F.linear). oneDNN spends up to 50x
+    longer in the backward of the full-size depthwise conv there. Stride-1 odd kernels with `same` zero padding
+    only; under tracing (fvcore) the full conv runs, so FLOP counts stay those of nn.Conv2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != (1, 1) or self.dilation != (1, 1) or self.padding_mode != "zeros" or torch.jit.is_tracing():
+            return super().forward(x)
+        (kh, kw), (ph, pw), (h, w) = self.kernel_size, self.padding, x.shape[-2:]
+        if (kh, kw) != (2 * ph + 1, 2 * pw + 1):
+            return super().forward(x)
+        rh, rw = min(ph, h - 1), min(pw, w - 1)  # the taps that reach the map
+        weight = self.weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1] if (rh, rw) != (ph, pw) else self.weight
+        if h == w == 1 and self.groups == 1:
+            return F.linear(x.flatten(1), weight.flatten(1), self.bias)[:, :, None, None]
+        if weight is self.weight:
+            return super().forward(x)
+        return F.conv2d(x, weight, self.bias, 1, (rh, rw), 1, self.groups)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -81,16 +113,16 @@ class Block(nn.Module):
             has_norm = i - 1 in norm_after
             # A conv right before a BatchNorm has no bias, as in torchvision: the norm's shift replaces it.
             bias = not (has_norm and opts.norm == "batch")
-            layers.append((f"conv{i}", nn.Conv2d(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias)))
+            layers.append((f"conv{i}", BlockConv2d(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias)))
             if has_norm:
                 layers.append((f"norm{i}", make_norm(opts.norm, cout)))
             if i - 1 in act_after:
-                layers.append((f"act{i}", ACTIVATIONS[opts.act]()))
+                layers.append((f"act{i}", make_act(opts.act)))
         self.branch = nn.Sequential(OrderedDict(layers))
 
         if stride != 1 or in_channels != out_channels:
             bias = not (opts.shortcut_norm and opts.norm == "batch")
-            projection = [nn.Conv2d(in_channels, out_channels, 1, stride, bias=bias)]
+            projection = [BlockConv2d(in_channels, out_channels, 1, stride, bias=bias)]
             if opts.shortcut_norm:
                 projection.append(make_norm(opts.norm, out_channels))
             self.shortcut = nn.Sequential(*projection)
@@ -100,13 +132,19 @@ class Block(nn.Module):
             nn.Parameter(torch.full((out_channels, 1, 1), opts.layer_scale)) if opts.layer_scale > 0 else None
         )
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
-        self.act = nn.Identity() if opts.fewer_acts else ACTIVATIONS[opts.act]()
+        self.act = nn.Identity() if opts.fewer_acts else make_act(opts.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.branch(x)
         if self.layer_scale is not None:
             branch = branch * self.layer_scale
-        return self.act(self.shortcut(x) + self.drop_path(branch))
+        branch, shortcut = self.drop_path(branch), self.shortcut(x)
+        # The residual add in place, as torchvision's: `branch` is a fresh tensor no backward reads (conv, norm,
+        # scale and drop path keep their inputs). Not when autocast left the two in different dtypes: that add
+        # promotes, and in place it would round the sum to the branch's dtype.
+        if branch.dtype == shortcut.dtype:
+            return self.act(branch.add_(shortcut))
+        return self.act(shortcut + branch)
 
 
 def check_arguments(
@@ -227,7 +265,7 @@ class RoadmapNet(nn.Module):
         if has_norm:
             layers.append(("norm", make_norm(norm, width)))
         if has_act:
-            layers.append(("act", ACTIVATIONS[act]()))
+            layers.append(("act", make_act(act)))
         if kind == "resnet":
             layers.append(("pool", nn.MaxPool2d(3, 2, padding=1)))
         return nn.Sequential(OrderedDict(layers))

@@ -1,0 +1,87 @@
+"""Turn run records into the roadmap table and figures.
+
+    python -m analysis <run or sweep dirs...> --out DIR
+
+Writes results.csv (one row per run), roadmap.csv/.md and roadmap.png, accuracy_vs_gflops.png and curves.png, plus
+ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in). With several families of
+runs (roadmap, data, settings) each figure is written once per family, its name suffixed with the family.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import aggregate, plots
+
+
+def _suffix(family: tuple, several: bool) -> str:
+    if not several:
+        return ""
+    return "_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(str(part) for part in family if part)).strip("_")
+
+
+def report_exclusions(runs: pd.DataFrame) -> None:
+    excluded = runs[runs.excluded.fillna("") != ""]
+    print(f"{len(runs)} runs found, {len(runs) - len(excluded)} averaged, {len(excluded)} left out of the means")
+    for status, count in excluded.status.value_counts().items():
+        print(f"  left out: {count} {status}")
+    for run in excluded.itertuples():
+        print(f"    {run.run_dir}: {run.excluded}")
+
+
+def write_outputs(runs: pd.DataFrame, out: Path) -> list[Path]:
+    """Every table and figure for `runs` under `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results.csv"]
+    runs.to_csv(written[-1], index=False)
+
+    table = aggregate.roadmap_table(runs)
+    if not table.empty:
+        table.to_csv(out / "roadmap.csv", index=False)
+        (out / "roadmap.md").write_text(aggregate.roadmap_markdown(table))
+        written += [out / "roadmap.csv", out / "roadmap.md"]
+        curves = aggregate.load_curves(runs)
+        families = list(table.groupby(aggregate.FAMILY, sort=False))
+        for family, rows in families:
+            suffix = _suffix(family, len(families) > 1)
+            figures = {"roadmap": plots.roadmap_figure(rows),
+                       "accuracy_vs_gflops": plots.accuracy_vs_gflops_figure(rows)}
+            if not curves.empty:
+                figures["curves"] = plots.curves_figure(rows, aggregate.family_curves(curves, rows))
+            for name, figure in figures.items():
+                written.append(out / f"{name}{suffix}.png")
+                figure.savefig(written[-1])
+
+    ablations = aggregate.ablation_table(runs)
+    if not ablations.empty:
+        ablations.to_csv(out / "ablations.csv", index=False)
+        (out / "ablations.md").write_text(aggregate.ablation_markdown(ablations))
+        written += [out / "ablations.csv", out / "ablations.md"]
+        families = list(ablations.groupby(aggregate.FAMILY, sort=False))
+        for family, rows in families:
+            written.append(out / f"ablations{_suffix(family, len(families) > 1)}.png")
+            plots.ablation_figure(rows).savefig(written[-1])
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories, searched for result.json")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the tables and figures")
+    args = parser.parse_args(argv)
+
+    runs = aggregate.load_runs(args.dirs)
+    if runs.empty:
+        print(f"no result.json below {' '.join(map(str, args.dirs))}", file=sys.stderr)
+        return 1
+    report_exclusions(runs)
+    for path in write_outputs(runs, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Run records -> one row per run -> the roadmap table, with the paper's numbers beside ours.
+
+A run record is a directory holding `result.json` (written by run.py), `metrics.csv` and Hydra's `.hydra/`.
+Runs are averaged over seeds only when they agree on everything else: roadmap, data, recipe, step and every other
+override. Overrides are sorted into two kinds:
+- `design`: `model.*` and `recipe=` overrides, which change what is trained at a step (leave-one-out, add-one-in);
+  runs with a design change are ablations of their step and go to the ablation table, not the roadmap table;
+- `settings`: every other override that changes what is trained (epochs, subsets, image size, batch, ...), that
+  is all but roadmap, data, step, seed and the `runtime.*`/`data.root`-like switches of how a run runs; each
+  distinct value of (roadmap, data, settings) is a separate family with its own tables and figures.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+
+from roadmap.steps import CONF_DIR, STEPS
+
+PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
+FAMILY = ["roadmap", "data", "settings"]
+GROUP = [*FAMILY, "step", "recipe", "design"]
+# Overrides that say how rather than what: roadmap, data, step and seed (columns of their own) and the runtime
+# switches. run.py's config lists them, to leave them out of run directory names.
+_NOT_SETTINGS = set(yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+                    ["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"])
+_SUMMARIZED = ["acc1", "acc5", "gflops_conv_linear", "gflops", "params", "train_imgs_per_s", "epochs", "input_size",
+               "device"]
+_STEP_ORDER = {step.name: i for i, step in enumerate(STEPS)}
+_PARENT = {step.name: step.parent for step in STEPS}
+_ADOPTED = {step.name: step.adopted for step in STEPS}
+
+
+def find_results(paths) -> list[Path]:
+    """Every `result.json` at or below the given run or sweep directories."""
+    found = set()
+    for path in map(Path, paths):
+        if path.name == "result.json" and path.is_file():
+            found.add(path.resolve())
+        elif path.is_dir():
+            found.update(p.resolve() for p in path.rglob("result.json"))
+    return sorted(found)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _load_config(run_dir: Path) -> dict:
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    cfg = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation needing Hydra's runtime (`${hydra:...}`): keep it unresolved
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def split_overrides(overrides) -> tuple[str, str]:
+    """(design, settings): the run's overrides that change what is trained, each sorted and space-joined."""
+    design, settings = [], []
+    for override in overrides:
+        key = _override_key(override)
+        if key in _NOT_SETTINGS or key.startswith(("runtime.", "hydra.", "hydra/")):
+            continue
+        (design if key == "recipe" or key.startswith("model.") else settings).append(override)
+    return " ".join(sorted(design)), " ".join(sorted(settings))
+
+
+def load_run(result_path: Path) -> dict:
+    """One run as a flat row: every `result.json` field, then the flattened Hydra config (the record wins on a
+    shared key), then derived columns: run_dir, recipe, design, settings and `excluded` (why it is not averaged)."""
+    run_dir = result_path.parent
+    try:
+        record = json.loads(result_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        record = {"status": "unreadable", "error": f"result.json: {e}"}
+    config = _load_config(run_dir)
+    row = _flatten(config) | {key: json.dumps(v) if isinstance(v, dict) else v for key, v in record.items()}
+    overrides = record.get("overrides")
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if overrides is None and overrides_file.is_file():
+        overrides = yaml.safe_load(overrides_file.read_text())
+    overrides = overrides or []
+    row["overrides"] = " ".join(overrides)
+    row["design"], row["settings"] = split_overrides(overrides)
+    row["run_dir"] = str(run_dir)
+    row.setdefault("roadmap", config.get("roadmap", {}).get("name"))
+    row.setdefault("data", config.get("data", {}).get("name"))
+    row.setdefault("step", config.get("step"))
+    row["recipe"] = config.get("recipe", {}).get("name", record.get("recipe"))
+    row["excluded"] = exclusion_reason(row)
+    return row
+
+
+def exclusion_reason(row: dict) -> str:
+    """Why a run is left out of the means; empty for a completed run with a test accuracy."""
+    status = row.get("status")
+    if status != "completed":
+        error = str(row.get("error") or "").strip().splitlines()
+        return f"{status}: {error[0]}" if error else str(status)
+    if pd.isna(row.get("acc1")):
+        return "completed without acc1"
+    return ""
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """results.csv: one row per run found below `paths`."""
+    runs = pd.DataFrame([load_run(p) for p in find_results(paths)])
+    if runs.empty:
+        return runs
+    first = ["run_dir", "status", "excluded", *GROUP, "seed", "acc1", "acc5"]
+    return runs[[c for c in first if c in runs] + [c for c in runs if c not in first]]
+
+
+def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every included run's metrics.csv, one row per epoch, with the run's group columns and seed."""
+    runs = _normalized(runs)
+    frames = []
+    for _, run in runs[runs.excluded == ""].iterrows():
+        path = Path(run.run_dir) / "metrics.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(**{key: run[key] for key in [*GROUP, "seed"]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def family_curves(curves: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The curves of the runs behind `rows` (one family of the roadmap table): same family, no design change."""
+    family = curves.merge(rows[FAMILY].drop_duplicates(), on=FAMILY)
+    return family[family.design == ""]
+
+
+def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every column summaries read (a run that failed early lacks its measurements) and no NaN in the
+    text group columns (pandas reads empty CSV cells back as NaN)."""
+    runs = runs.reindex(columns=list(dict.fromkeys([*runs.columns, *_SUMMARIZED])))
+    runs[["design", "settings"]] = runs[["design", "settings"]].fillna("")
+    runs["excluded"] = runs["excluded"].fillna("")
+    return runs
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (ddof=1; NaN for one run) and n over the seeds of each group's included runs."""
+    runs = _normalized(runs)
+    included = runs[runs.excluded == ""]
+    summary = included.groupby(GROUP, sort=False, dropna=False).agg(
+        n=("acc1", "size"),
+        acc1_mean=("acc1", "mean"),
+        acc1_std=("acc1", "std"),
+        acc5_mean=("acc5", "mean"),
+        acc5_std=("acc5", "std"),
+        gflops_conv_linear=("gflops_conv_linear", "mean"),
+        gflops=("gflops", "mean"),
+        params=("params", "mean"),
+        train_imgs_per_s=("train_imgs_per_s", "mean"),
+        epochs=("epochs", _distinct),
+        input_size=("input_size", _distinct),
+        device=("device", _distinct),
+    )
+    return summary.reset_index()
+
+
+def _distinct(values: pd.Series) -> str:
+    """The distinct values as text ("32", not "32.0", from a column that has gaps)."""
+    return ", ".join(sorted({str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+                             for v in values.dropna()}))
+
+
+def paper_numbers() -> pd.DataFrame:
+    return pd.read_csv(PAPER_CSV)
+
+
+def _delta_to_parent(table: pd.DataFrame, column: str) -> pd.Series:
+    value_of = dict(zip(table.step, table[column]))
+    parent_values = table.step.map(lambda step: value_of.get(_PARENT.get(step), float("nan")))
+    return table[column] - parent_values
+
+
+def roadmap_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (family, step) without a design change, in roadmap order, with the change from the previous
+    adopted step (the step's parent) and the paper's numbers for that step."""
+    summary = summarize(runs)
+    plain = summary[summary.design == ""].drop(columns="design")
+    paper = paper_numbers().drop(columns="note")
+    families = []
+    for _, family in plain.groupby(FAMILY, sort=False):
+        family = family.assign(order=family.step.map(_STEP_ORDER).fillna(len(STEPS)))
+        family = family.sort_values("order", kind="stable")
+        family = family.merge(paper, on=["roadmap", "step"], how="left")
+        family["adopted"] = family.step.map(_ADOPTED)
+        family["parent"] = family.step.map(_PARENT)
+        family["group"] = family.group.fillna("other")
+        family["label"] = family.label.fillna(family.step)
+        family["delta_acc1"] = _delta_to_parent(family, "acc1_mean")
+        family["paper_delta_acc1"] = _delta_to_parent(family, "paper_acc1")
+        families.append(family)
+    if not families:
+        return pd.DataFrame()
+    table = pd.concat(families, ignore_index=True)
+    first = [*FAMILY, "order", "group", "step", "label", "adopted", "parent", "recipe", "n", "acc1_mean", "acc1_std",
+             "delta_acc1"]
+    return table[first + [c for c in table if c not in first]]
+
+
+def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (family, step, design change), with the change in top-1 from the same step run without it.
+    Changes that a leave-one-out or add-one-in study generates are named after the roadmap step they undo/apply."""
+    from experiments.ablations import add_one_in, leave_one_out  # the studies that generate these changes
+
+    summary = summarize(runs)
+    if not (summary.design != "").any():
+        return pd.DataFrame()
+    plain = summary[summary.design == ""].set_index([*FAMILY, "step"]).acc1_mean
+    rows = summary[summary.design != ""].copy()
+    generated = {}
+    for roadmap_name in rows.roadmap.unique():
+        for ablation in leave_one_out(roadmap_name) + add_one_in(roadmap_name):
+            generated[(roadmap_name, ablation.step, " ".join(sorted(ablation.overrides)))] = ablation
+    matches = [generated.get((r.roadmap, r.step, r.design)) for r in rows.itertuples()]
+    rows["ablation"] = [a.name if a else design for a, design in zip(matches, rows.design)]
+    rows["change"] = [a.change if a else "" for a in matches]
+    rows["base_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan")) for r in rows.itertuples()]
+    rows["delta_acc1"] = rows.acc1_mean - rows.base_acc1
+    rows = rows.sort_values(["step", "change"], key=lambda steps: steps.map(_STEP_ORDER).fillna(len(STEPS)),
+                            kind="stable")
+    first = [*FAMILY, "step", "ablation", "change", "design", "recipe", "n", "acc1_mean", "acc1_std", "base_acc1",
+             "delta_acc1"]
+    return rows[first + [c for c in rows if c not in first]].reset_index(drop=True)
+
+
+def family_name(family: tuple) -> str:
+    """A family as a short title: roadmap · data · settings."""
+    return " · ".join(str(part) for part in family if part)
+
+
+def _number(value, digits: int) -> str:
+    return "" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _signed(value, digits: int) -> str:
+    return "" if pd.isna(value) else f"{value:+.{digits}f}"
+
+
+def _mean_std(mean, std, digits: int = 2) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
+
+
+def _markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def roadmap_markdown(table: pd.DataFrame) -> str:
+    """roadmap.md: one section per family; the header of every column says what its number is."""
+    sections = []
+    for family, rows in table.groupby(FAMILY, sort=False):
+        size, device = _distinct(rows.input_size), _distinct(rows.device)
+        header = [
+            "stage", "step", "top-1 (%) test, mean ± std over n seeds", "n", "Δ top-1 vs previous adopted step",
+            f"GFLOPs (fvcore conv+linear, at {size}×{size})", "params (M)", f"train img/s (measured, {device})",
+            "paper top-1 (%) ImageNet-1K", "paper Δ", "paper GFLOPs (at 224×224)",
+        ]
+        body, previous_group = [], None
+        for row in rows.itertuples():
+            body.append([
+                row.group if row.group != previous_group else "",
+                row.label if _ADOPTED.get(row.step, True) else f"{row.label} (side branch, not adopted)",
+                _mean_std(row.acc1_mean, row.acc1_std), str(row.n), _signed(row.delta_acc1, 2),
+                _number(row.gflops_conv_linear, 3), _number(row.params / 1e6, 2), _number(row.train_imgs_per_s, 0),
+                _mean_std(row.paper_acc1, row.paper_acc1_std), _signed(row.paper_delta_acc1, 2),
+                _number(row.paper_gflops, 2),
+            ])
+            previous_group = row.group
+        sections.append("\n".join([
+            f"## {family_name(family)}",
+            "",
+            f"Ours: {_distinct(rows.epochs)} epochs on {family[1]}, top-1 on its test split; only completed runs "
+            f"are averaged (sample std, blank for n = 1). Δ is against the step's parent in the roadmap, the "
+            f"previous adopted step. Paper: Liu et al. 2022, ImageNet-1K at 224×224, 300 epochs (ResNet-50: 90).",
+            "",
+            *_markdown_rows(header, body),
+        ]))
+    return "\n\n".join(sections) + "\n"
+
+
+def ablation_markdown(table: pd.DataFrame) -> str:
+    sections = []
+    for family, rows in table.groupby(FAMILY, sort=False):
+        header = ["network", "ablation", "overrides", "top-1 (%) test, mean ± std over n seeds", "n",
+                  "top-1 (%) of the step as is", "Δ top-1"]
+        body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.acc1_mean, row.acc1_std), str(row.n),
+                 _number(row.base_acc1, 2), _signed(row.delta_acc1, 2)] for row in rows.itertuples()]
+        sections.append("\n".join([f"## {family_name(family)}", "", *_markdown_rows(header, body)]))
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,188 @@
+"""The roadmap's figures, for one family of runs (roadmap, data, settings) each.
+
+Figures are built on `matplotlib.figure.Figure`, which renders with Agg and touches no pyplot state, so they work
+headless and in a notebook alike. Sizes are fixed in inches at `DPI`, so a PNG's pixel size is known in advance.
+"""
+
+import math
+
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+DPI = 100
+ADOPTED_COLOR = "#3b6fb6"
+PAPER_COLOR = "#9ab6dd"
+SIDE_BRANCH_COLOR = "#b8b8b8"
+SIDE_BRANCH_HATCH = "///"
+ROW_INCHES = 0.3
+
+
+def _slots(rows: pd.DataFrame) -> list[tuple[str, object]]:
+    """Top-to-bottom rows of the bar charts: ("group", name) before each stage, then ("step", row)."""
+    slots, previous = [], None
+    for row in rows.itertuples():
+        if row.group != previous:
+            slots.append(("group", row.group))
+            previous = row.group
+        slots.append(("step", row))
+    return slots
+
+
+def roadmap_figure_size(rows: pd.DataFrame) -> tuple[float, float]:
+    """(width, height) in inches of `roadmap_figure(rows)`."""
+    with_paper = rows.paper_acc1.notna().any()
+    return (12.0 if with_paper else 7.5), 1.4 + ROW_INCHES * len(_slots(rows))
+
+
+def _axis_range(values: pd.Series, errors: pd.Series) -> tuple[float, float]:
+    low, high = (values - errors.fillna(0)).min(), (values + errors.fillna(0)).max()
+    pad = max(0.5, 0.15 * (high - low))
+    return math.floor(low - pad), math.ceil(high + pad)
+
+
+def _bars(ax, rows: pd.DataFrame, accuracy: str, accuracy_std: str, gflops: str) -> None:
+    """Paper Figure 2 style: one bar per step starting at the axis' left edge, GFLOPs written on the bar."""
+    left, right = _axis_range(rows[accuracy], rows[accuracy_std])
+    ax.set_xlim(left, right)
+    for y, (kind, row) in enumerate(_slots(rows)):
+        if kind == "group" or pd.isna(getattr(row, accuracy)):
+            continue
+        value, std, flops = getattr(row, accuracy), getattr(row, accuracy_std), getattr(row, gflops)
+        adopted = _is_adopted(row)
+        ax.barh(y, value - left, left=left, height=0.7,
+                color=(ADOPTED_COLOR if accuracy == "acc1_mean" else PAPER_COLOR) if adopted else SIDE_BRANCH_COLOR,
+                hatch=None if adopted else SIDE_BRANCH_HATCH, edgecolor="white" if adopted else "#808080",
+                xerr=None if pd.isna(std) else std, error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
+        if not pd.isna(flops):
+            ax.text(left + 0.01 * (right - left), y, f"{_gflops(flops)} GFLOPs", va="center", ha="left",
+                    fontsize=7.5, color="white" if adopted else "black")
+        ax.text(value + (0 if pd.isna(std) else std) + 0.01 * (right - left), y, f"{value:.2f}", va="center",
+                fontsize=7.5)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _gflops(value: float) -> str:
+    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def _legend(fig: Figure, side_branch_hatch: str | None) -> None:
+    fig.legend(handles=[Patch(color=ADOPTED_COLOR, label="adopted"),
+                        Patch(facecolor=SIDE_BRANCH_COLOR, hatch=side_branch_hatch, edgecolor="#808080",
+                              label="side branch, not adopted")],
+               loc="outside lower center", ncols=2, fontsize=8)
+
+
+def roadmap_figure(rows: pd.DataFrame) -> Figure:
+    """One family's roadmap table as the paper's Figure 2: bars per step grouped by stage; the paper's own numbers
+    (ImageNet-1K, 224×224) in a second panel when the paper has them, on their own axis."""
+    slots = _slots(rows)
+    with_paper = rows.paper_acc1.notna().any()
+    fig = Figure(figsize=roadmap_figure_size(rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 2 if with_paper else 1, sharey=True, squeeze=False)[0]
+    size = ", ".join(sorted({str(s) for s in rows.input_size}))
+    _bars(axes[0], rows, "acc1_mean", "acc1_std", "gflops_conv_linear")
+    n = ", ".join(str(v) for v in sorted(rows.n.unique()))
+    axes[0].set_xlabel(f"top-1 (%) on the test set, mean ± std over {n} seed(s)")
+    axes[0].set_title(f"this project: {rows.data.iloc[0]}, GFLOPs at {size}×{size}", fontsize=10)
+    if with_paper:
+        _bars(axes[1], rows, "paper_acc1", "paper_acc1_std", "paper_gflops")
+        axes[1].set_xlabel("top-1 (%), ImageNet-1K (± std over 3 seeds where given)")
+        axes[1].set_title("paper (Liu et al. 2022): ImageNet-1K, GFLOPs at 224×224", fontsize=10)
+    axes[0].set_yticks(range(len(slots)), [item if kind == "group" else item.label for kind, item in slots])
+    for tick, (kind, _) in zip(axes[0].get_yticklabels(), slots):
+        tick.set_fontweight("bold" if kind == "group" else "normal")
+        tick.set_fontsize(9 if kind == "group" else 8.5)
+    axes[0].set_ylim(len(slots) - 0.5, -0.5)
+    _legend(fig, SIDE_BRANCH_HATCH)
+    _suptitle(fig, "ResNet → ConvNeXt roadmap, GFLOPs (fvcore conv+linear) on the bars", rows)
+    return fig
+
+
+def _suptitle(fig: Figure, what: str, rows: pd.DataFrame) -> None:
+    """`what` for this family of runs, its settings (the overrides all its runs share) on a line of their own."""
+    first = rows.iloc[0]
+    settings = f"\nrun with {first.settings}" if pd.notna(first.settings) and first.settings else ""
+    fig.suptitle(f"{what} ({first.roadmap} path, {first.data}){settings}", fontsize=11)
+
+
+def accuracy_vs_gflops_figure(rows: pd.DataFrame) -> Figure:
+    """Top-1 against GFLOPs, marker area by our parameter counts (the paper's panel has none), the adopted path
+    joined in roadmap order."""
+    with_paper = rows.paper_acc1.notna().any()
+    fig = Figure(figsize=(13.0 if with_paper else 7.0, 6.0), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 2 if with_paper else 1, squeeze=False)[0]
+    size = ", ".join(sorted({str(s) for s in rows.input_size}))
+    panels = [(axes[0], "gflops_conv_linear", "acc1_mean", "acc1_std", f"this project: {rows.data.iloc[0]} at "
+               f"{size}×{size}", f"GFLOPs (fvcore conv+linear, at {size}×{size})")]
+    if with_paper:
+        panels.append((axes[1], "paper_gflops", "paper_acc1", "paper_acc1_std", "paper: ImageNet-1K at 224×224",
+                       "GFLOPs (at 224×224)"))
+    adopted = rows.adopted.fillna(True).astype(bool)
+    for ax, x, y, y_std, title, xlabel in panels:
+        area = 20 + 280 * rows.params / rows.params.max() if ax is axes[0] else 60
+        path = rows[adopted]
+        ax.plot(path[x], path[y], color=ADOPTED_COLOR, alpha=0.4, zorder=1)
+        ax.errorbar(rows[x], rows[y], yerr=rows[y_std], fmt="none", ecolor="black", elinewidth=1, capsize=2, zorder=2)
+        ax.scatter(rows[x], rows[y], s=area, c=[ADOPTED_COLOR if a else SIDE_BRANCH_COLOR for a in adopted],
+                   edgecolors="black", linewidths=0.5, zorder=3)
+        for row in rows.itertuples():
+            ax.annotate(row.label, (getattr(row, x), getattr(row, y)), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7.5)
+        ax.set(title=title, xlabel=xlabel, ylabel="top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0].text(0.99, 0.01, "marker area ∝ parameters", transform=axes[0].transAxes, ha="right", va="bottom",
+                 fontsize=8, color="#555555")
+    _legend(fig, None)
+    _suptitle(fig, "Accuracy against compute", rows)
+    return fig
+
+
+def curves_figure(rows: pd.DataFrame, curves: pd.DataFrame) -> Figure:
+    """Validation top-1 and loss per epoch, one line per step (mean over its seeds). Validation loss rather than
+    training loss: the modern recipe's MixUp/CutMix and label smoothing make training losses incomparable."""
+    fig = Figure(figsize=(13.0, 5.0), dpi=DPI, layout="constrained")
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    colors = colormaps["viridis"]
+    for i, row in enumerate(rows.itertuples()):
+        step_curves = curves[(curves.step == row.step) & (curves.recipe == row.recipe)]
+        if step_curves.empty:
+            continue
+        mean = step_curves.groupby("epoch")[["val_acc1", "val_loss"]].mean()
+        style = {"color": colors(i / max(1, len(rows) - 1)),
+                 "linestyle": "-" if _is_adopted(row) else "--", "marker": "o", "markersize": 3, "label": row.label}
+        acc_ax.plot(mean.index, mean.val_acc1, **style)
+        loss_ax.plot(mean.index, mean.val_loss, **style)
+    acc_ax.set(xlabel="epoch", ylabel="validation top-1 (%)", title="validation top-1, mean over seeds")
+    loss_ax.set(xlabel="epoch", ylabel="validation loss", title="validation loss, mean over seeds")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="step (dashed: side branch)",
+                   title_fontsize=8)
+    _suptitle(fig, "Training curves", rows)
+    return fig
+
+
+def _is_adopted(row) -> bool:
+    return True if pd.isna(row.adopted) else bool(row.adopted)
+
+
+def ablation_figure(rows: pd.DataFrame) -> Figure:
+    """Change in top-1 from each ablation, against its step run without the ablation's overrides."""
+    fig = Figure(figsize=(8.0, 1.4 + ROW_INCHES * len(rows)), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    y = range(len(rows))
+    ax.barh(y, rows.delta_acc1.fillna(0), color=[ADOPTED_COLOR if d >= 0 else "#c44e52" for d in rows.delta_acc1],
+            xerr=rows.acc1_std.where(rows.n > 1), error_kw={"elinewidth": 1, "capsize": 2})
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(list(y), [f"{r.ablation} ({r.step})" for r in rows.itertuples()], fontsize=8.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.margins(x=0.15)
+    ax.set_xlabel("Δ top-1 (%) against the step without these overrides (error bars: std over the ablation's seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    _suptitle(fig, "Ablations", rows)
+    return fig

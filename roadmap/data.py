@@ -1,0 +1,194 @@
+"""The data of a run: torchvision datasets split into train / val / test, with the recipe's transforms.
+
+- train: the official train set minus a held-out val slice (optionally only its first `train_subset` images),
+- val: that slice, `val_size` images of a fixed permutation (seed 0) of the official train set: per-epoch metrics,
+- test: the official test set (an image folder's `val/`, as ImageNet reports): the run's final accuracy.
+"""
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                       "t10k-labels-idx1-ubyte")
+
+
+class DataError(RuntimeError):
+    """Data that cannot be read; the message is one line saying what to do."""
+
+
+class TransformedSubset(Dataset):
+    """`indices` of a dataset returning (PIL image, label), each image through `transform`."""
+
+    def __init__(self, dataset: Dataset, indices, transform):
+        self.dataset, self.indices, self.transform = dataset, list(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[self.indices[i]]
+        return self.transform(image), label
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    description: dict  # per split: number of images and where they come from, for the run's record
+
+
+def train_transform(data_cfg, recipe_cfg) -> v2.Compose:
+    interpolation = v2.InterpolationMode(recipe_cfg.interpolation)
+    # On the PIL image: RandAugment's geometric ops take bicubic interpolation on PIL images only.
+    steps = [
+        v2.RandomResizedCrop(data_cfg.image_size, scale=tuple(data_cfg.crop_scale), interpolation=interpolation,
+                             antialias=True),
+        v2.RandomHorizontalFlip(recipe_cfg.hflip),
+    ]
+    if recipe_cfg.randaugment:
+        steps.append(v2.RandAugment(num_ops=2, magnitude=recipe_cfg.randaugment_magnitude, interpolation=interpolation))
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+              v2.Normalize(list(data_cfg.mean), list(data_cfg.std))]
+    if recipe_cfg.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=recipe_cfg.random_erasing))
+    return v2.Compose(steps)
+
+
+def eval_transform(data_cfg, recipe_cfg) -> v2.Compose:
+    size = data_cfg.image_size
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(round(size / data_cfg.eval_crop_ratio), interpolation=v2.InterpolationMode(recipe_cfg.interpolation),
+                  antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(data_cfg.mean), list(data_cfg.std)),
+    ])
+
+
+def _root(data_cfg) -> Path:
+    root = Path(os.path.expanduser(str(data_cfg.root)))
+    if root.exists() and not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"data.root={root}: not readable; fix its permissions or point data.root elsewhere")
+    return root
+
+
+def _unpack_packaged_fashion_mnist(packaged_dir: Path, raw_dir: Path) -> bool:
+    """Decompress Debian's Fashion-MNIST (`*.gz`) into the layout torchvision reads; False if it is not installed."""
+    if not all((packaged_dir / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES):
+        return False
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        target = raw_dir / name
+        if target.is_file():
+            continue
+        partial = target.with_suffix(f".partial{os.getpid()}")
+        with gzip.open(packaged_dir / f"{name}.gz") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(partial, target)
+    return True
+
+
+def _find_fashion_mnist(data_cfg) -> Path:
+    """The root holding FashionMNIST/raw, filled from Debian's package when needed; DataError if it cannot be."""
+    root = _root(data_cfg)
+    raw_dir = root / "FashionMNIST" / "raw"
+    if all((raw_dir / name).is_file() for name in FASHION_MNIST_FILES):
+        return root
+    try:
+        found = _unpack_packaged_fashion_mnist(Path(data_cfg.packaged_dir), raw_dir)
+    except OSError as e:
+        raise DataError(f"data.root={root}: cannot write the decompressed Fashion-MNIST there ({e.strerror}); "
+                        "set data.root to a writable folder") from None
+    if not found and not data_cfg.download:
+        raise DataError(f"Fashion-MNIST not found in {raw_dir} nor {data_cfg.packaged_dir}: install the Debian "
+                        "package dataset-fashion-mnist, set data.root to a folder holding FashionMNIST/raw, "
+                        "or set data.download=true")
+    return root
+
+
+def _fashion_mnist(data_cfg) -> tuple[Dataset, Dataset]:
+    root = _find_fashion_mnist(data_cfg)
+    return (datasets.FashionMNIST(root, train=True, download=data_cfg.download),
+            datasets.FashionMNIST(root, train=False, download=data_cfg.download))
+
+
+def _cifar_class(data_cfg) -> type[datasets.CIFAR10]:
+    return datasets.CIFAR10 if data_cfg.name == "cifar10" else datasets.CIFAR100
+
+
+def _cifar(data_cfg) -> tuple[Dataset, Dataset]:
+    root, cls = _root(data_cfg), _cifar_class(data_cfg)
+    try:
+        return (cls(root, train=True, download=data_cfg.download),
+                cls(root, train=False, download=data_cfg.download))
+    except RuntimeError:
+        raise DataError(f"{data_cfg.name} not found or corrupted in {root / cls.base_folder}: set data.root to the "
+                        "folder holding it, or data.download=true") from None
+
+
+def _image_folder(data_cfg) -> tuple[Dataset, Dataset]:
+    check_available(data_cfg)
+    root = _root(data_cfg)
+    try:
+        train, test = datasets.ImageFolder(root / "train"), datasets.ImageFolder(root / "val")
+    except (FileNotFoundError, PermissionError) as e:
+        raise DataError(f"data.root={root}: {e}") from None
+    if train.classes != test.classes:
+        raise DataError(f"data.root={root}: train/ and val/ hold different class folders")
+    if len(train.classes) != data_cfg.num_classes:
+        raise DataError(f"data.num_classes={data_cfg.num_classes}: {root / 'train'} holds {len(train.classes)} class "
+                        f"folders; set data.num_classes={len(train.classes)}")
+    return train, test
+
+
+def check_available(data_cfg) -> None:
+    """Raise DataError, before anything is loaded, when the data is neither on disk nor to be downloaded."""
+    if data_cfg.name == "fashion_mnist":
+        _find_fashion_mnist(data_cfg)
+        return
+    root = _root(data_cfg)
+    if data_cfg.name == "imagefolder":
+        if not (root / "train").is_dir() or not (root / "val").is_dir():
+            raise DataError(f"data.root={root}: expected train/ and val/ folders of class folders (ImageNet layout)")
+    elif not data_cfg.download and not (root / _cifar_class(data_cfg).base_folder).is_dir():
+        raise DataError(f"{data_cfg.name} not found in {root / _cifar_class(data_cfg).base_folder}: set data.root to "
+                        "the folder holding it, or data.download=true")
+
+
+SOURCES = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar, "cifar100": _cifar, "imagefolder": _image_folder}
+
+
+def build_splits(data_cfg, recipe_cfg) -> Splits:
+    """Train, val and test datasets of (normalised CHW float tensor, class index); DataError if unreadable."""
+    official_train, official_test = SOURCES[data_cfg.name](data_cfg)
+    order = torch.randperm(len(official_train), generator=torch.Generator().manual_seed(0)).tolist()
+    if data_cfg.val_size >= len(order):
+        raise DataError(f"data.val_size={data_cfg.val_size}: the train set has only {len(order)} images")
+    val_indices, train_indices = order[:data_cfg.val_size], order[data_cfg.val_size:]
+    if data_cfg.train_subset is not None:
+        train_indices = train_indices[:data_cfg.train_subset]
+    train_tf, eval_tf = train_transform(data_cfg, recipe_cfg), eval_transform(data_cfg, recipe_cfg)
+    subset = f", first {len(train_indices)}" if data_cfg.train_subset is not None else ""
+    description = {
+        "train": {"images": len(train_indices),
+                  "source": f"official train minus the val slice{subset} (fixed permutation, seed 0)"},
+        "val": {"images": len(val_indices), "source": "slice held out of the official train set (seed 0)"},
+        "test": {"images": len(official_test), "source": "official test set"
+                 if data_cfg.name != "imagefolder" else "the folder's val/ (ImageNet's validation set)"},
+    }
+    return Splits(
+        train=TransformedSubset(official_train, train_indices, train_tf),
+        val=TransformedSubset(official_train, val_indices, eval_tf),
+        test=TransformedSubset(official_test, range(len(official_test)), eval_tf),
+        description=description,
+    )

@@ -1,0 +1,124 @@
+"""The record a run leaves in its directory: `metrics.csv` (a row per epoch), `result.json` and the checkpoint.
+
+Every file is replaced atomically, so a kill never leaves half a record. Only the writer (rank 0 under torchrun)
+writes; the others read.
+"""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from roadmap.checkpoint import CHECKPOINT_NAME
+
+METRICS_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5", "epoch_seconds",
+                   "train_imgs_per_s"]
+EMA_COLUMNS = ["ema_val_loss", "ema_val_acc1", "ema_val_acc5"]
+SWEEP_ID_ENV = "ROADMAP_SWEEP_ID"  # set by the sweep callback: marks the records a sweep wrote
+
+# What the headline numbers of result.json measure.
+FIELD_NOTES = {
+    "acc1": "top-1 % on the test split, final weights",
+    "acc5": "top-5 % on the test split, final weights",
+    "best_acc1": "best per-epoch top-1 % on the val split (see best_epoch)",
+    "gflops": "fvcore total (conv, linear, norms, pooling) at input_size, batch 1, eval mode",
+    "gflops_conv_linear": "conv + linear multiply-accumulates: the paper's GFLOPs",
+    "train_imgs_per_s": "training images per second over all processes, mean over epochs",
+    "wall_seconds": "wall time of the run, summed over resumed attempts",
+}
+
+
+def git_commit() -> str | None:
+    """The commit the code ran at, `+dirty` when the working tree differs from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+class RunRecord:
+    def __init__(self, run_dir: Path, is_writer: bool = True):
+        self.run_dir, self.is_writer = Path(run_dir), is_writer
+        self.result_path = self.run_dir / "result.json"
+        self.metrics_path = self.run_dir / "metrics.csv"
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+
+    def read_result(self) -> dict | None:
+        try:
+            return json.loads(self.result_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def base_result(self, cfg: DictConfig, overrides: list[str]) -> dict:
+        """The fields that say what was run."""
+        return {
+            "step": cfg.step, "roadmap": cfg.roadmap.name, "data": cfg.data.name, "recipe": cfg.recipe.name,
+            "seed": cfg.seed, "overrides": list(overrides), "run_dir": str(self.run_dir),
+            "torch_version": torch.__version__, "git_commit": git_commit(),
+            "sweep_id": os.environ.get(SWEEP_ID_ENV), "field_notes": FIELD_NOTES,
+        }
+
+    def write_result(self, result: dict) -> None:
+        if self.is_writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.result_path, json.dumps(result, indent=2) + "\n")
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """The whole table, rewritten from the rows kept in the checkpoint, so it always matches it."""
+        if not self.is_writer:
+            return
+        columns = METRICS_COLUMNS + [c for c in EMA_COLUMNS if rows and c in rows[0]]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_atomically(self.metrics_path, out.getvalue())
+
+
+class SweepSummary(Callback):
+    """Ends a multirun with one line counting its runs by status, and a non-zero exit status if any did not
+    complete. The jobs of this sweep are told apart by the id it puts in their environment (and so in their
+    records): a job that failed still ran, and its record says why."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started = time.time()
+        os.environ[SWEEP_ID_ENV] = uuid.uuid4().hex
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_id, sweep_dir = os.environ.pop(SWEEP_ID_ENV), Path(config.hydra.sweep.dir)
+        ran, skipped = [], 0
+        for path in sweep_dir.rglob("result.json"):
+            result = RunRecord(path.parent).read_result() or {}
+            if result.get("sweep_id") == sweep_id:
+                ran.append(result)
+            elif (path.parent / ".hydra" / "overrides.yaml").stat().st_mtime >= self.started:
+                skipped += 1  # launched by this sweep, found complete
+        counts = Counter(r.get("status") for r in ran)
+        not_completed = [r for r in ran if r.get("status") != "completed"]
+        for result in not_completed:
+            print(f"{result['status']}: {result['run_dir']}: {result.get('error')}", file=sys.stderr)
+        print(f"sweep: {len(ran)} runs trained ({counts['completed']} completed, {counts['diverged']} diverged, "
+              f"{counts['failed']} failed), {skipped} already complete; records under {sweep_dir}")
+        if not_completed:
+            sys.exit(1)

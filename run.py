@@ -1,0 +1,126 @@
+"""Train and test one roadmap variant and leave its record: `python run.py +step=<name> [data=...] [seed=...]`.
+
+Without arguments: step 0 (ResNet-50, original recipe) on Fashion-MNIST. The run directory is named after what
+was run; running the same command again resumes an interrupted run or reports a completed one. `-m` sweeps
+(see conf/hydra/launcher/ for parallel and SLURM launchers; torchrun for data parallelism).
+"""
+
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+# fvcore scripts a loss function when imported (by roadmap.flops), which recent PyTorch warns about.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+# conf/hydra/launcher/ ships full settings (every field, with _target_) under the launcher plugins' own names, so
+# Hydra's check of them against the plugins' schemas, which it says it will drop, is not needed.
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+
+from roadmap import distributed, train  # noqa: E402
+from roadmap.config import ConfigError, check_overrides, compose, validate  # noqa: E402
+from roadmap.data import DataError, check_available  # noqa: E402
+from roadmap.record import RunRecord  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3}
+_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-p", "--package"}
+# Hydra answers these itself and trains nothing.
+_INFO_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
+               "--experimental-rerun"}
+
+
+def _command_line_overrides(argv: list[str]) -> tuple[list[str], bool]:
+    """(the overrides on a Hydra command line, whether it asks for a multirun)."""
+    overrides, multirun, skip = [], False, False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _FLAGS_WITH_VALUE:
+            skip = True
+        elif arg in ("-m", "--multirun"):
+            multirun = True
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides, multirun
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, MissingConfigException) and error.options:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        return f"{group}={name}: no such config; choose one of {', '.join(error.options)}"
+    return str(error).split("\n\n")[0].replace("\n", " ")
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Exit with one line, before Hydra creates anything, on a bad override or missing data."""
+    if _INFO_FLAGS & set(argv):
+        return
+    overrides, multirun = _command_line_overrides(argv)
+    try:
+        check_overrides(overrides)
+        if not multirun:
+            check_available(compose(overrides).data)
+    except (ConfigError, DataError, HydraException, OmegaConfBaseException) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _summary(result: dict) -> str:
+    where = f"record: {result['run_dir']}"
+    if result["status"] != "completed":
+        return f"{result['status']}: {result.get('error')}\n{where}"
+    return (f"test top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  |  {result['params'] / 1e6:.2f}M params, "
+            f"{result['gflops_conv_linear']:.3f} GFLOPs (conv+linear) at {result['input_size']}px  |  "
+            f"{result['train_imgs_per_s']:.0f} train img/s  |  {result['wall_seconds'] / 60:.1f} min\n{where}")
+
+
+def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+    """Run and record one job. Every outcome ends in result.json; nothing propagates but an interrupt."""
+    record = RunRecord(run_dir, is_writer=distributed.rank() == 0)
+    previous = record.read_result()
+    if previous is not None and previous.get("status") == "completed":
+        print(f"already complete, not retrained\n{_summary(previous)}")
+        return previous
+    try:
+        validate(cfg)
+        result = train.run(cfg, run_dir, overrides)
+    except (ConfigError, DataError) as e:
+        result = record.base_result(cfg, overrides) | {"status": "failed", "error": str(e)}
+    except Exception as e:
+        traceback.print_exc()
+        result = record.base_result(cfg, overrides) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+    else:
+        if distributed.rank() == 0:
+            print(_summary(result))
+        return result
+    record.write_result(result)
+    print(f"error: {result['error']}", file=sys.stderr)
+    return result
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    distributed.init()
+    try:
+        result = run_job(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    finally:
+        distributed.shutdown()
+    # A sweep goes on past a failed job (its record says why); a single run exits with its status.
+    if hydra_cfg.mode == RunMode.RUN and result["status"] != "completed":
+        sys.exit(EXIT_CODES[result["status"]])
+
+
+if __name__ == "__main__":
+    check_command_line(sys.argv[1:])
+    if distributed.rank_from_env() > 0:
+        # Every torchrun process runs the same job in the same directory; only rank 0 writes Hydra's files.
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    main()

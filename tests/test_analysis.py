@@ -1,0 +1,211 @@
+"""analysis: run records -> results.csv, the roadmap table with means/stds/counts, exclusions and figures."""
+
+import json
+import math
+import statistics
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from matplotlib.image import imread
+from omegaconf import OmegaConf
+
+from analysis import __main__ as cli
+from analysis import aggregate, plots
+from roadmap import STEPS, compose
+
+SETTINGS = ["recipe.epochs=2"]
+SEEDS = {  # (data, step) -> seeds run; statuses other than completed below
+    **{("fashion_mnist", step.name): [0, 1, 2] for step in STEPS},
+    ("fashion_mnist", "kernel9"): [0],
+    ("cifar10", "resnet"): [0, 1],
+    ("cifar10", "modern_recipe"): [0, 1, 2],
+}
+NOT_COMPLETED = {
+    ("fashion_mnist", "gelu", 2): ("failed", "RuntimeError: out of memory"),
+    ("fashion_mnist", "sep_downsample", 1): ("diverged", "loss is nan at epoch 1"),
+}
+ABLATION = ("fashion_mnist", "sep_downsample", ("model.kernel_size=3",))  # ConvNeXt-T without the 7x7 kernel
+
+
+def fake_accuracy(data: str, step: str, seed: int, design: tuple = ()) -> float:
+    """A deterministic accuracy that differs by dataset, step, seed and design change."""
+    base = {"fashion_mnist": 88.0, "cifar10": 70.0}[data] + 0.3 * [s.name for s in STEPS].index(step)
+    return round(base + 0.17 * seed + (seed % 2) * 0.05 - 0.4 * len(design), 4)
+
+
+@cache
+def hydra_config(data: str, step: str, seed: int, design: tuple) -> str:
+    cfg = compose([f"+step={step}", f"seed={seed}", *design])
+    cfg.data.name = data
+    return OmegaConf.to_yaml(cfg)
+
+
+def write_run(root: Path, data: str, step: str, seed: int, design: tuple = (), epochs: int = 2) -> Path:
+    """A run directory in run.py's record format: result.json, metrics.csv and .hydra/."""
+    overrides = [f"+step={step}", f"seed={seed}", f"data={data}", *SETTINGS, *design]
+    run_dir = root / "_".join([step, data, f"seed{seed}", *design]).replace("=", "-")
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(hydra_config(data, step, seed, design))
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    status, error = ("completed", None) if design else NOT_COMPLETED.get((data, step, seed), ("completed", None))
+    acc1 = fake_accuracy(data, step, seed, design)
+    record = {
+        "step": step, "roadmap": "tiny", "data": data, "seed": seed, "status": status, "error": error,
+        "acc1": acc1 if status == "completed" else None, "acc5": min(100.0, acc1 + 9), "best_acc1": acc1,
+        "epochs": epochs, "params": 1_000_000 + 1000 * len(step), "gflops": 0.5,
+        "gflops_conv_linear": 0.4 + 0.01 * len(step),
+        "input_size": 32, "train_imgs_per_s": 500.0 + seed, "peak_mem_mb": 900.0, "wall_seconds": 60.0,
+        "device": "cpu", "torch_version": "2.5.0", "git_commit": "abc1234", "overrides": overrides,
+        "an_extra_field": "tolerated",
+    }
+    (run_dir / "result.json").write_text(json.dumps(record))
+    pd.DataFrame({
+        "epoch": range(1, epochs + 1), "lr": [1e-3] * epochs, "train_loss": [1.0 / e for e in range(1, epochs + 1)],
+        "val_loss": [0.5] * epochs, "val_acc1": [acc1 - 5 + 5 * e / epochs for e in range(1, epochs + 1)],
+        "val_acc5": [99.0] * epochs, "epoch_seconds": [30.0] * epochs, "train_imgs_per_s": [500.0] * epochs,
+    }).to_csv(run_dir / "metrics.csv", index=False)
+    return run_dir
+
+
+def write_runs(root: Path) -> Path:
+    for (data, step), seeds in SEEDS.items():
+        for seed in seeds:
+            write_run(root / "sweep", data, step, seed)
+    data, step, design = ABLATION
+    for seed in (0, 1):
+        write_run(root / "ablation", data, step, seed, design)
+    (root / "sweep" / "broken").mkdir()
+    (root / "sweep" / "broken" / "result.json").write_text("{not json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> Path:
+    return write_runs(tmp_path_factory.mktemp("records"))
+
+
+@pytest.fixture(scope="module")
+def outputs(records, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    assert cli.main([str(records / "sweep"), str(records / "ablation"), "--out", str(out)]) == 0
+    return out
+
+
+def completed_accuracies(data: str, step: str) -> list[float]:
+    return [fake_accuracy(data, step, seed) for seed in SEEDS.get((data, step), [])
+            if (data, step, seed) not in NOT_COMPLETED]
+
+
+def test_results_csv_has_every_run_with_record_and_config_fields(records, outputs):
+    runs = pd.read_csv(outputs / "results.csv")
+    assert len(runs) == sum(map(len, SEEDS.values())) + 2 + 1
+    for column in ["step", "roadmap", "data", "seed", "status", "acc1", "gflops_conv_linear", "train_imgs_per_s",
+                   "git_commit", "an_extra_field", "model.kernel_size", "recipe.name", "run_dir", "excluded"]:
+        assert column in runs, column
+    kernel7 = runs[(runs.step == "kernel7") & (runs.data == "fashion_mnist") & runs.design.isna()]
+    assert set(kernel7["model.kernel_size"]) == {7}
+    assert set(runs.status) == {"completed", "failed", "diverged", "unreadable"}
+
+
+def test_means_stds_and_counts_over_completed_seeds_per_dataset(outputs):
+    table = pd.read_csv(outputs / "roadmap.csv")
+    assert set(zip(table.data, table.step)) == set(SEEDS)  # one row per (data, step): datasets never mixed
+    for row in table.itertuples():
+        accuracies = completed_accuracies(row.data, row.step)
+        assert row.n == len(accuracies)
+        assert row.acc1_mean == pytest.approx(statistics.mean(accuracies))
+        if len(accuracies) > 1:
+            assert row.acc1_std == pytest.approx(statistics.stdev(accuracies))
+        else:
+            assert math.isnan(row.acc1_std)
+
+
+def test_delta_is_against_the_parent_step(outputs):
+    table = pd.read_csv(outputs / "roadmap.csv")
+    fmnist = table[table.data == "fashion_mnist"].set_index("step")
+    parent_of = {step.name: step.parent for step in STEPS}
+    for step in ["modern_recipe", "kernel5", "kernel9", "gelu", "sep_downsample"]:
+        expected = (statistics.mean(completed_accuracies("fashion_mnist", step))
+                    - statistics.mean(completed_accuracies("fashion_mnist", parent_of[step])))
+        assert fmnist.loc[step, "delta_acc1"] == pytest.approx(expected)
+    assert math.isnan(fmnist.loc["resnet", "delta_acc1"])
+    assert fmnist.loc["gelu", "paper_delta_acc1"] == pytest.approx(80.62 - 80.57)  # gelu builds on kernel7
+
+
+def test_table_follows_step_order_and_marks_side_branches(outputs):
+    table = pd.read_csv(outputs / "roadmap.csv")
+    fmnist = table[table.data == "fashion_mnist"]
+    assert list(fmnist.step) == [step.name for step in STEPS]
+    assert list(fmnist.adopted) == [step.adopted for step in STEPS]
+    assert fmnist.set_index("step").loc["patchify", "group"] == "macro design"
+    assert fmnist.set_index("step").loc["sep_downsample", "paper_gflops"] == pytest.approx(4.46)
+    assert fmnist.set_index("step").loc["resnet", "recipe"] == "original"
+
+
+def test_exclusions_are_reported(records, tmp_path, capsys):
+    cli.main([str(records / "sweep"), "--out", str(tmp_path)])
+    stdout = capsys.readouterr().out
+    assert "3 left out of the means" in stdout
+    for word in ["1 failed", "1 diverged", "1 unreadable", "out of memory", "loss is nan"]:
+        assert word in stdout
+
+
+def test_ablation_rows_are_named_and_compared_with_their_step(outputs):
+    ablations = pd.read_csv(outputs / "ablations.csv")
+    (row,) = ablations.itertuples()
+    data, step, design = ABLATION
+    assert (row.step, row.ablation, row.design, row.n) == (step, "without_kernel7", "model.kernel_size=3", 2)
+    mean = statistics.mean(fake_accuracy(data, step, seed, design) for seed in (0, 1))
+    assert row.delta_acc1 == pytest.approx(mean - statistics.mean(completed_accuracies(data, step)))
+
+
+def test_markdown_headers_say_what_each_number_is(outputs):
+    markdown = (outputs / "roadmap.md").read_text()
+    for text in ["top-1 (%) test, mean ± std over n seeds", "GFLOPs (fvcore conv+linear, at 32×32)",
+                 "train img/s (measured, cpu)", "paper GFLOPs (at 224×224)", "side branch, not adopted",
+                 "## tiny · fashion_mnist · recipe.epochs=2", "## tiny · cifar10 · recipe.epochs=2"]:
+        assert text in markdown
+
+
+def test_every_file_is_written_and_pngs_have_the_expected_size(outputs):
+    table = pd.read_csv(outputs / "roadmap.csv")
+    tables = {"results.csv", "roadmap.csv", "roadmap.md", "ablations.csv", "ablations.md"}
+    assert tables <= {p.name for p in outputs.iterdir()}
+    for data in ["fashion_mnist", "cifar10"]:
+        rows = table[table.data == data]
+        stages = rows.group.nunique()
+        expected_inches = {
+            "roadmap": (12.0, 1.4 + plots.ROW_INCHES * (len(rows) + stages)),
+            "accuracy_vs_gflops": (13.0, 6.0),
+            "curves": (13.0, 5.0),
+        }
+        for name, (width, height) in expected_inches.items():
+            image = imread(outputs / f"{name}_tiny_{data}_recipe.epochs=2.png")
+            assert image.shape[:2] == (round(height * plots.DPI), round(width * plots.DPI))
+            assert image[..., :3].std() > 0.05  # something is drawn
+    assert imread(outputs / "ablations.png").shape[0] > 0
+
+
+def test_a_single_family_gets_the_plain_file_names(records, tmp_path):
+    cli.main([str(records / "sweep" / "resnet_fashion_mnist_seed0"), "--out", str(tmp_path)])
+    assert {"roadmap.png", "accuracy_vs_gflops.png", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_summaries_from_results_csv_equal_those_in_memory(records, outputs):
+    in_memory = aggregate.roadmap_table(aggregate.load_runs([records / "sweep", records / "ablation"]))
+    from_csv = aggregate.roadmap_table(pd.read_csv(outputs / "results.csv"))
+    pd.testing.assert_frame_equal(in_memory, from_csv, check_dtype=False)
+
+
+def test_runs_that_failed_before_training_give_results_csv_only(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "early_failure"
+    run_dir.mkdir(parents=True)
+    (run_dir / "result.json").write_text(json.dumps({
+        "step": "resnet", "roadmap": "tiny", "data": "fashion_mnist", "seed": 0, "status": "failed",
+        "error": "DataError: no Fashion-MNIST under data.root", "overrides": []}))
+    assert cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.csv"]
+    assert "failed: DataError: no Fashion-MNIST under data.root" in capsys.readouterr().out

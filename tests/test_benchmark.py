@@ -1,0 +1,103 @@
+"""analysis.benchmark: the CLI produces one row per model with the settings, the fields shared with run records and
+our/theirs ratios. Tiny networks and few rounds: these check what is reported, never how fast anything is."""
+
+import csv
+
+import pytest
+import torch
+
+from analysis import benchmark
+from tests.conftest import TINY_MODEL
+
+SHARED_FIELDS = ["step", "roadmap", "device", "dtype", "batch", "input_size", "channels_last", "compile",
+                 "train_imgs_per_s", "infer_imgs_per_s", "peak_mem_mb", "gflops", "gflops_conv_linear", "params", "mfu"]
+FAST = ["--batch", "2", "--size", "32", "--reps", "2", "--warmup", "1", "--threads", "1", "--override", *TINY_MODEL]
+
+
+@pytest.fixture
+def tiny_references(monkeypatch):
+    """References replaced by our own tiny endpoints: the same network as ours, so the ratios are about 1."""
+    step_of = {"resnet50": "resnet", "convnext_tiny": "sep_downsample"}
+    monkeypatch.setattr(benchmark, "reference_model", lambda source, arch, in_chans, num_classes: benchmark.our_model(
+        step_of[arch], "tiny", in_chans, num_classes, 32, TINY_MODEL))
+
+
+def test_rows_settings_and_ratios(tiny_references, tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    rows = benchmark.main(["--steps", "resnet", "layernorm", "sep_downsample", "--reference", "--timm", "--no-memory",
+                           "--csv", str(out), *FAST])
+    printed = capsys.readouterr().out
+    for setting in ["device cpu", "dtype fp32", "batch 2", "input 3x32x32", "channels_last", "compile False"]:
+        assert setting in printed
+
+    ours = [r for r in rows if r["source"] == "ours"]
+    refs = [r for r in rows if r["source"] != "ours"]
+    assert [r["step"] for r in ours] == ["resnet", "layernorm", "sep_downsample"]
+    # torchvision and timm, each architecture in default memory format and channels_last
+    assert sorted((r["source"], r["reference_of"], r["channels_last"]) for r in refs) == sorted(
+        (s, a, cl) for s in ("torchvision", "timm") for a in ("resnet50", "convnext_tiny") for cl in (False, True))
+    for r in rows:
+        assert r["train_imgs_per_s"] > 0 and r["infer_imgs_per_s"] > 0 and r["mfu"] > 0 and r["infer_mfu"] > 0
+        assert (r["batch"], r["input_size"], r["dtype"], r["device"], r["compile"]) == (2, 32, "fp32", "cpu", False)
+        assert r["gflops"] >= r["gflops_conv_linear"] > 0 and r["params"] > 0
+    by_step = {r["step"]: r for r in ours}
+    assert by_step["layernorm"]["train_ratio"] == ""  # no reference for an intermediate step
+    for step, arch in [("resnet", "resnet50"), ("sep_downsample", "convnext_tiny")]:
+        row = by_step[step]
+        assert row["reference_of"] == arch and row["channels_last"] is True
+        assert row["train_ratio"] > 0 and row["infer_ratio"] > 0 and "torchvision" in row["ratio_against"] or \
+            "timm" in row["ratio_against"]
+        # against the faster reference: no reference's own ratio is lower
+        same_arch = [r for r in refs if r["reference_of"] == arch]
+        assert all(r["params"] == row["params"] for r in same_arch)
+        assert row["train_ratio_of_medians"] == pytest.approx(min(r["train_ratio_of_medians"] for r in same_arch))
+    assert "our/theirs" in printed
+
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert set(SHARED_FIELDS) <= set(written[0]) and len(written) == len(rows)
+    assert written[0]["step"] == "resnet" and float(written[0]["train_imgs_per_s"]) > 0
+
+
+def test_no_channels_last_and_step_only(tmp_path):
+    rows = benchmark.main(["--steps", "patchify", "--no-channels-last", "--no-memory", *FAST])
+    assert len(rows) == 1 and rows[0]["channels_last"] is False and rows[0]["reference_of"] == ""
+
+
+def test_peak_memory_counts_weights_and_activations():
+    args = benchmark.parse_args(["--steps", "resnet", *FAST])
+    model = benchmark.our_model("resnet", "tiny", 3, 1000, 32, TINY_MODEL)
+    case = benchmark.make_case("resnet", "ours", "resnet", None, model, {}, args, torch.device("cpu"), True, False)
+    peak, kind = benchmark.measure_peak_memory(case, args, torch.device("cpu"))
+    params_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    assert peak > 2 * params_mb  # weights, gradients and momentum at least
+    assert "train step" in kind
+
+
+def test_paired_ratio_is_reference_time_over_ours():
+    assert benchmark.paired_ratio([1.0, 2.0, 1.0], [2.0, 2.0, 3.0]) == 2.0  # medians of 2, 1, 3
+    assert benchmark.paired_ratio([], [1.0]) != benchmark.paired_ratio([], [1.0])  # nan
+
+
+def test_unknown_step_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--steps", "resnet", "nope"])
+    assert "unknown step nope" in capsys.readouterr().err
+
+
+def test_data_pipeline_of_a_tiny_run(fashion_root, capsys):
+    run = [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "recipe.batch=32",
+           "runtime.batch_per_device=32", "runtime.workers=0", "runtime.progress=false"]
+    benchmark.main(["--no-models", "--data-pipeline", "--threads", "1", "--data-batches", "2", "--data-steps", "2",
+                    "--data-override", *run])
+    printed = capsys.readouterr().out
+    assert "DataLoader alone" in printed and "fed by the DataLoader" in printed and "batch 32" in printed
+
+
+@pytest.mark.slow
+def test_real_references_equal_our_endpoints_in_size():
+    rows = benchmark.main(["--steps", "resnet", "sep_downsample", "--reference", "--no-timm", "--no-memory",
+                           "--batch", "2", "--size", "32", "--reps", "1", "--warmup", "0"])
+    for r in rows:
+        if r["source"] == "ours":
+            assert all(o["params"] == r["params"] for o in rows if o["reference_of"] == r["reference_of"])
