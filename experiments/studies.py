@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from experiments import ablations
 from roadmap import ADOPTED_STEPS, STEP_NAMES
 
-# Fashion-MNIST proxy budget: the 17 tiny-path steps, 1 seed, within 60 minutes on a 2-core CPU. 24k training
-# images per step (12k x 2 epochs, the default batch 64) at the 220-310 img/s these networks train at here, plus
-# about 30 s per run for start-up, FLOP count and evaluation on the 10k test images: about 2.5-3 min per step.
+# Fashion-MNIST proxy budget: the 17 tiny-path steps, 1 seed, estimated (not yet timed) at under 60 minutes on a
+# 2-core CPU. 24k training images per step (12k x 2 epochs, the default batch 64) at the 220-310 img/s these
+# networks train at here, plus about 30 s per run for start-up, FLOP count and evaluation on the 10k test
+# images: about 2.5-3 min per step.
 FMNIST_SETTINGS = ("data=fashion_mnist", "data.train_subset=12000", "data.epochs=2")
 
 
@@ -48,7 +49,7 @@ def add_one_in_sweeps(roadmap_name: str) -> list[Sweep]:
 
 
 STUDIES = {study.name: study for study in [
-    Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32, the embedded proxy (CPU, < 60 min)",
+    Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32, the embedded proxy (CPU, estimated < 60 min)",
           FMNIST_SETTINGS, 1, roadmap_sweeps),
     Study("roadmap_imagenet", "every step of the roadmap in the paper's setting: ImageNet-1K at 224, 300 epochs, "
           "3 seeds (a GPU cluster; give data.root=... and a launcher)", ("data=imagefolder",), 3, roadmap_sweeps),
