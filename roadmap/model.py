@@ -46,19 +46,55 @@ class BlockConv2d(nn.Conv2d):
     only; under tracing (fvcore) the full conv runs, so FLOP counts stay those of nn.Conv2d.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.stride != (1, 1) or self.dilation != (1, 1) or self.padding_mode != "zeros" or torch.jit.is_tracing():
-            return super().forward(x)
+            return super()._conv_forward(x, weight, bias)
         (kh, kw), (ph, pw), (h, w) = self.kernel_size, self.padding, x.shape[-2:]
         if (kh, kw) != (2 * ph + 1, 2 * pw + 1):
-            return super().forward(x)
+            return super()._conv_forward(x, weight, bias)
         rh, rw = min(ph, h - 1), min(pw, w - 1)  # the taps that reach the map
-        weight = self.weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1] if (rh, rw) != (ph, pw) else self.weight
+        if (rh, rw) != (ph, pw):
+            weight = weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1]
         if h == w == 1 and self.groups == 1:
-            return F.linear(x.flatten(1), weight.flatten(1), self.bias)[:, :, None, None]
-        if weight is self.weight:
+            return F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
+        if (rh, rw) == (ph, pw):
+            return super()._conv_forward(x, weight, bias)
+        return F.conv2d(x, weight, bias, 1, (rh, rw), 1, self.groups)
+
+
+class ConvNormSequential(nn.Sequential):
+    """nn.Sequential that, at inference, folds each BatchNorm into the conv right before it.
+
+    conv(x, w) * s + (beta - mean * s), s = gamma / sqrt(var + eps), equals conv(x, w * s) + (beta - mean * s): one
+    pass over the activations instead of two, the same outputs up to float rounding. Folding rewrites the weight on
+    every call, so it happens only where the conv's output is larger than its weight (not on the last stages' small
+    maps at 32x32). Training runs the two layers, and so does tracing (fvcore), which then counts the norm's FLOPs.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or torch.jit.is_tracing():
             return super().forward(x)
-        return F.conv2d(x, weight, self.bias, 1, (rh, rw), 1, self.groups)
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            conv, norm = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training
+                    and _output_numel(conv, x) > conv.weight.numel()):
+                scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+                shift = norm.bias - norm.running_mean * scale
+                if conv.bias is not None:
+                    shift = shift + conv.bias * scale
+                x = conv._conv_forward(x, conv.weight * scale.reshape(-1, 1, 1, 1), shift)
+                i += 2
+            else:
+                x = conv(x)
+                i += 1
+        return x
+
+
+def _output_numel(conv: nn.Conv2d, x: torch.Tensor) -> int:
+    (h, w), (sh, sw) = x.shape[-2:], conv.stride
+    return x.shape[0] * conv.out_channels * -(-h // sh) * -(-w // sw)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -118,14 +154,14 @@ class Block(nn.Module):
                 layers.append((f"norm{i}", make_norm(opts.norm, cout)))
             if i - 1 in act_after:
                 layers.append((f"act{i}", make_act(opts.act)))
-        self.branch = nn.Sequential(OrderedDict(layers))
+        self.branch = ConvNormSequential(OrderedDict(layers))
 
         if stride != 1 or in_channels != out_channels:
             bias = not (opts.shortcut_norm and opts.norm == "batch")
             projection = [BlockConv2d(in_channels, out_channels, 1, stride, bias=bias)]
             if opts.shortcut_norm:
                 projection.append(make_norm(opts.norm, out_channels))
-            self.shortcut = nn.Sequential(*projection)
+            self.shortcut = ConvNormSequential(*projection)
         else:
             self.shortcut = nn.Identity()
         self.layer_scale = (
@@ -216,13 +252,14 @@ class RoadmapNet(nn.Module):
         layer_scale: float = 0.0,
         drop_path: float = 0.0,
         init: str = "resnet",
+        zero_init_last: bool = False,
     ):
         super().__init__()
         check_arguments(
             depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
             layer_scale, drop_path, init, patchify_norm=patchify_norm, patchify_act=patchify_act,
             depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
-            downsample_norm=downsample_norm, head_norm=head_norm,
+            downsample_norm=downsample_norm, head_norm=head_norm, zero_init_last=zero_init_last,
         )
         opts = BlockOptions(block, expansion, kernel_size, depthwise, act, fewer_acts, norm, fewer_norms,
                             shortcut_norm, layer_scale)
@@ -251,11 +288,11 @@ class RoadmapNet(nn.Module):
             head.append(("norm", make_norm(norm, channels)))
         head += [("flatten", nn.Flatten(1)), ("fc", nn.Linear(channels, num_classes))]
         self.head = nn.Sequential(OrderedDict(head))
-        self._init_weights(init)
+        self._init_weights(init, zero_init_last)
 
     @staticmethod
     def _make_stem(kind: str, in_chans: int, width: int, norm: str, act: str, patchify_norm: bool,
-                   patchify_act: bool) -> nn.Sequential:
+                   patchify_act: bool) -> ConvNormSequential:
         if kind == "resnet":
             has_norm, has_act, conv = True, True, nn.Conv2d(in_chans, width, 7, 2, padding=3, bias=norm != "batch")
         else:
@@ -268,9 +305,9 @@ class RoadmapNet(nn.Module):
             layers.append(("act", make_act(act)))
         if kind == "resnet":
             layers.append(("pool", nn.MaxPool2d(3, 2, padding=1)))
-        return nn.Sequential(OrderedDict(layers))
+        return ConvNormSequential(OrderedDict(layers))
 
-    def _init_weights(self, init: str) -> None:
+    def _init_weights(self, init: str, zero_init_last: bool) -> None:
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 if init == "convnext":
@@ -279,6 +316,10 @@ class RoadmapNet(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None and (init == "convnext" or isinstance(m, nn.Conv2d)):
                     nn.init.zeros_(m.bias)
+            if zero_init_last and isinstance(m, Block):
+                # Every layer after that norm maps zero to zero (zero biases, ReLU/GELU): the branch starts at 0.
+                last_norm = [layer for layer in m.branch if isinstance(layer, (nn.BatchNorm2d, nn.LayerNorm))][-1]
+                nn.init.zeros_(last_norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))

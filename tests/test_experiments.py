@@ -100,4 +100,4 @@ def test_a_bad_override_stops_the_study_before_any_run(tmp_path, capsys):
 def test_an_override_replaces_the_studys_own_for_that_key(tmp_path):
     (command,) = cli.sweep_commands(STUDIES["roadmap_fmnist"], tmp_path, 1, "tiny", ["+step=resnet", "data.epochs=5"])
     assert [arg for arg in command if arg.startswith(("+step=", "data.epochs="))] == ["+step=resnet", "data.epochs=5"]
-    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "data.train_subset=12000"]
+    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "data.train_subset=16000"]
