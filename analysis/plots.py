@@ -56,11 +56,14 @@ def _bars(ax, rows: pd.DataFrame, accuracy: str, accuracy_std: str, gflops: str)
                 color=(ADOPTED_COLOR if accuracy == "acc1_mean" else PAPER_COLOR) if adopted else SIDE_BRANCH_COLOR,
                 hatch=None if adopted else SIDE_BRANCH_HATCH, edgecolor="white" if adopted else "#808080",
                 xerr=None if pd.isna(std) else std, error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
+        label = f"{value:.2f}"
         if not pd.isna(flops):
-            ax.text(left + 0.01 * (right - left), y, f"{_gflops(flops)} GFLOPs", va="center", ha="left",
-                    fontsize=7.5, color="white" if adopted else "black")
-        ax.text(value + (0 if pd.isna(std) else std) + 0.01 * (right - left), y, f"{value:.2f}", va="center",
-                fontsize=7.5)
+            if value - left > 0.2 * (right - left):
+                ax.text(left + 0.01 * (right - left), y, f"{_gflops(flops)} GFLOPs", va="center", ha="left",
+                        fontsize=7.5, color="white" if adopted else "black")
+            else:  # too short a bar to hold it
+                label += f"  ({_gflops(flops)} GFLOPs)"
+        ax.text(value + (0 if pd.isna(std) else std) + 0.01 * (right - left), y, label, va="center", fontsize=7.5)
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
 

@@ -43,7 +43,8 @@ class BlockConv2d(nn.Conv2d):
     taps that can only ever cover zero padding are cut off (their products are zeros, their weight gradients
     stay zero), and on a 1x1 map the dense conv that remains is a matmul (F.linear). oneDNN spends up to 50x
     longer in the backward of the full-size depthwise conv there. Stride-1 odd kernels with `same` zero padding
-    only; under tracing (fvcore) the full conv runs, so FLOP counts stay those of nn.Conv2d.
+    only; under tracing (fvcore) the full conv runs, so FLOP counts stay those of nn.Conv2d. It overrides
+    nn.Conv2d's `_conv_forward`, so that the weights ConvNormSequential folds a norm into take the same path.
     """
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -77,17 +78,17 @@ class ConvNormSequential(nn.Sequential):
         layers = list(self)
         i = 0
         while i < len(layers):
-            conv, norm = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training
-                    and _output_numel(conv, x) > conv.weight.numel()):
+            layer, norm = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if (isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training
+                    and _output_numel(layer, x) > layer.weight.numel()):
                 scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
                 shift = norm.bias - norm.running_mean * scale
-                if conv.bias is not None:
-                    shift = shift + conv.bias * scale
-                x = conv._conv_forward(x, conv.weight * scale.reshape(-1, 1, 1, 1), shift)
+                if layer.bias is not None:
+                    shift = shift + layer.bias * scale
+                x = layer._conv_forward(x, layer.weight * scale.reshape(-1, 1, 1, 1), shift)
                 i += 2
             else:
-                x = conv(x)
+                x = layer(x)
                 i += 1
         return x
 
