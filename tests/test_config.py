@@ -78,3 +78,9 @@ def test_bad_settings_fail_in_one_line_naming_the_setting(overrides, message):
 def test_bad_arguments_fail_before_any_module_is_built():
     with pytest.raises(ValueError, match="kernel_size=2"):
         roadmap.RoadmapNet(kernel_size=2)
+
+
+def test_zero_init_last_follows_the_data_configs_budget():
+    assert roadmap.compose([]).model.zero_init_last is True  # the Fashion-MNIST proxy
+    assert roadmap.compose(["data=imagefolder", "data.root=/data"]).model.zero_init_last is False  # the paper's
+    assert roadmap.compose(["model.zero_init_last=false"]).model.zero_init_last is False
