@@ -299,7 +299,8 @@ def test_zero_init_last_starts_every_residual_branch_at_zero(step):
     model = roadmap.build_model(roadmap.compose([*overrides, "model.zero_init_last=true"]).model).train()
     assert not any(out.any() for out in branch_outputs(model))
     # The zeroed scales still learn: the branches do not stay at zero.
-    last_norms = [[m for m in b.branch if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))][-1] for b in _blocks(model)]
+    last_norms = [[m for m in b.branch if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))][-1]
+                  for b in _blocks(model)]
     assert all(not norm.weight.any() and norm.weight.grad.any() for norm in last_norms)
     unzeroed = roadmap.build_model(roadmap.compose([*overrides, "model.zero_init_last=false"]).model)
     assert all(out.any() for out in branch_outputs(unzeroed))
