@@ -209,3 +209,14 @@ def test_runs_that_failed_before_training_give_results_csv_only(tmp_path, capsys
     assert cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.csv"]
     assert "failed: DataError: no Fashion-MNIST under data.root" in capsys.readouterr().out
+
+
+def test_a_bar_too_short_for_its_gflops_gets_them_after_its_value(records):
+    table = aggregate.roadmap_table(aggregate.load_runs([records / "sweep"]))
+    _, rows = next(iter(table.groupby(aggregate.FAMILY, sort=False)))
+    rows = rows.reset_index(drop=True)
+    rows.loc[1, "acc1_mean"] = rows.acc1_mean.min() - 30  # far below the others: a bar a few pixels long
+    texts = [t.get_text() for t in plots.roadmap_figure(rows).axes[0].texts]
+    short, flops = f"{rows.acc1_mean[1]:.2f}", plots._gflops(rows.gflops_conv_linear[1])
+    assert f"{short}  ({flops} GFLOPs)" in texts
+    assert sum(t.endswith("GFLOPs") for t in texts) == rows.acc1_mean.notna().sum() - 1
