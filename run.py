@@ -64,9 +64,10 @@ def check_command_line(argv: list[str]) -> None:
         return
     overrides, multirun = _command_line_overrides(argv)
     try:
-        check_overrides(overrides)
-        if not multirun:
-            check_available(compose(overrides).data)
+        if multirun:
+            check_overrides(overrides)
+        else:
+            check_available(compose(overrides).data)  # compose checks the overrides too
     except (ConfigError, DataError, HydraException, OmegaConfBaseException) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from roadmap.config import override_key
 from roadmap.steps import CONF_DIR, STEPS
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
@@ -65,15 +66,11 @@ def _load_config(run_dir: Path) -> dict:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def split_overrides(overrides) -> tuple[str, str]:
     """(design, settings): the run's overrides that change what is trained, each sorted and space-joined."""
     design, settings = [], []
     for override in overrides:
-        key = _override_key(override)
+        key = override_key(override)
         if key in _NOT_SETTINGS or key.startswith(("runtime.", "hydra.", "hydra/")):
             continue
         (design if key == "recipe" or key.startswith("model.") else settings).append(override)
@@ -127,10 +124,11 @@ def load_runs(paths) -> pd.DataFrame:
 
 
 def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every included run's metrics.csv, one row per epoch, with the run's group columns and seed."""
+    """The metrics.csv of every included run without a design change, one row per epoch, with the run's group
+    columns and seed."""
     runs = _normalized(runs)
     frames = []
-    for _, run in runs[runs.excluded == ""].iterrows():
+    for _, run in runs[(runs.excluded == "") & (runs.design == "")].iterrows():
         path = Path(run.run_dir) / "metrics.csv"
         if path.is_file():
             frames.append(pd.read_csv(path).assign(**{key: run[key] for key in [*GROUP, "seed"]}))
@@ -138,9 +136,8 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def family_curves(curves: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """The curves of the runs behind `rows` (one family of the roadmap table): same family, no design change."""
-    family = curves.merge(rows[FAMILY].drop_duplicates(), on=FAMILY)
-    return family[family.design == ""]
+    """The curves of the runs behind `rows` (one family of the roadmap table)."""
+    return curves.merge(rows[FAMILY].drop_duplicates(), on=FAMILY)
 
 
 def _normalized(runs: pd.DataFrame) -> pd.DataFrame:

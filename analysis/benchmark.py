@@ -223,7 +223,7 @@ def build_cases(args, device: torch.device) -> list[Case]:
     for label, source, step, arch, model, cl in specs:
         key = (source, step, arch)
         if key not in costs:
-            costs[key] = count_cost(model, args.in_chans, args.size)
+            costs[key] = count_cost(model, args.in_chans, args.size, activations=False)
         for compiled in ([False, True] if args.compile else [False]):
             variant = copy.deepcopy(model) if compiled else model  # its own weights and optimizer
             cases.append(make_case(label, source, step, arch, variant, costs[key], args, device, cl, compiled))
@@ -463,9 +463,7 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
     from roadmap.data import build_splits
     from roadmap.train import Trainer
 
-    cfg = roadmap.compose(args.data_override)
-    if device.type == "cuda":
-        cfg.runtime.device = "cuda"
+    cfg = roadmap.compose([f"runtime.device={device.type}", *args.data_override])
     splits = build_splits(cfg.data, cfg.recipe)
     model = roadmap.build_model(cfg.model)
     trainer = Trainer(cfg, splits, model)  # builds the loader, model format, optimizer as run.py does

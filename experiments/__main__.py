@@ -20,22 +20,19 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.studies import STUDIES, Study
 from roadmap import ConfigError, compose
+from roadmap.config import override_key
 
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def sweep_commands(study: Study, study_dir: Path, seeds: int, roadmap_name: str, overrides=()) -> list[list[str]]:
     """The `python run.py -m ...` command of each of the study's sweeps. An override given here replaces the
     study's own for the same key (e.g. `data.epochs=5`, or `+step=resnet,gelu` to run part of a roadmap)."""
-    replaced = {_key(override) for override in overrides}
+    replaced = {override_key(override) for override in overrides}
     commands = []
     for sweep in study.sweeps(roadmap_name):
         own = [f"roadmap={roadmap_name}", *study.settings, *sweep.overrides, "seed=" + ",".join(map(str, range(seeds)))]
-        commands.append([sys.executable, str(RUN_PY), "-m", *(o for o in own if _key(o) not in replaced), *overrides,
+        commands.append([sys.executable, str(RUN_PY), "-m", *(o for o in own if override_key(o) not in replaced), *overrides,
                          f"hydra.sweep.dir={study_dir / sweep.name}"])
     return commands
 

@@ -36,16 +36,18 @@ def roadmap_sweeps(roadmap_name: str) -> list[Sweep]:
     return [Sweep("", ("+step=" + ",".join(STEP_NAMES),))]
 
 
+def _ablation_sweeps(base_step: str, ablation_list: list[ablations.Ablation]) -> list[Sweep]:
+    """The base step itself, then each ablation of it."""
+    return [Sweep(base_step, (f"+step={base_step}",))] + [
+        Sweep(a.name, (f"+step={a.step}", *a.overrides)) for a in ablation_list]
+
+
 def leave_one_out_sweeps(roadmap_name: str) -> list[Sweep]:
-    last = ADOPTED_STEPS[-1]
-    return [Sweep(last, (f"+step={last}",))] + [
-        Sweep(a.name, (f"+step={a.step}", *a.overrides)) for a in ablations.leave_one_out(roadmap_name)]
+    return _ablation_sweeps(ADOPTED_STEPS[-1], ablations.leave_one_out(roadmap_name))
 
 
 def add_one_in_sweeps(roadmap_name: str) -> list[Sweep]:
-    first = ADOPTED_STEPS[0]
-    return [Sweep(first, (f"+step={first}",))] + [
-        Sweep(a.name, (f"+step={a.step}", *a.overrides)) for a in ablations.add_one_in(roadmap_name)]
+    return _ablation_sweeps(ADOPTED_STEPS[0], ablations.add_one_in(roadmap_name))
 
 
 STUDIES = {study.name: study for study in [

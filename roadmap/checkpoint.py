@@ -3,6 +3,7 @@ RNG states and the epoch reached."""
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,15 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save(path: Path, state: dict) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`: a kill leaves the old file whole."""
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` a temporary file in the same folder, then rename it over `path`: a kill leaves the old file whole."""
     partial = path.with_name(f".{path.name}.partial{os.getpid()}")
-    torch.save(state, partial)
+    write(partial)
     os.replace(partial, path)
+
+
+def save(path: Path, state: dict) -> None:
+    write_atomically(path, lambda partial: torch.save(state, partial))
 
 
 def load(path: Path) -> dict | None:

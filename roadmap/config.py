@@ -15,6 +15,11 @@ class ConfigError(ValueError):
     """A setting that cannot be honoured; the message is one line naming the setting and what it may be."""
 
 
+def override_key(override: str) -> str:
+    """The key or group an override sets: `+step=gelu` -> `step`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def check_overrides(overrides: Sequence[str]) -> None:
     """Reject an unknown `+step=` before Hydra does (Hydra's own error spans many lines)."""
     for override in OverridesParser.create().parse_overrides(list(overrides)):

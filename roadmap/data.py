@@ -7,7 +7,6 @@
 
 import gzip
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
+
+from roadmap.checkpoint import write_atomically
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                        "t10k-labels-idx1-ubyte")
@@ -91,10 +92,8 @@ def _unpack_packaged_fashion_mnist(packaged_dir: Path, raw_dir: Path) -> bool:
         target = raw_dir / name
         if target.is_file():
             continue
-        partial = target.with_suffix(f".partial{os.getpid()}")
-        with gzip.open(packaged_dir / f"{name}.gz") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(partial, target)
+        with gzip.open(packaged_dir / f"{name}.gz") as src:
+            write_atomically(target, lambda partial: partial.write_bytes(src.read()))
     return True
 
 

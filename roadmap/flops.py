@@ -5,20 +5,22 @@ from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 from torch import nn
 
 
-def count_cost(model: nn.Module, in_chans: int, size: int) -> dict:
+def count_cost(model: nn.Module, in_chans: int, size: int, activations: bool = True) -> dict:
     """params; gflops (fvcore total: conv, linear, norms, pooling); gflops_conv_linear (the paper's GFLOPs);
-    activations (fvcore activation count, millions)."""
+    activations_m (fvcore activation count, millions; a second trace, skipped with `activations=False`)."""
     was_training = model.training
     model.eval()
     x = torch.zeros(1, in_chans, size, size, device=next(model.parameters()).device)
     with torch.no_grad():
         flops = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_op = flops.by_operator()
-        activations = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+        cost = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "gflops": flops.total() / 1e9,
+            "gflops_conv_linear": (by_op.get("conv", 0) + by_op.get("linear", 0)) / 1e9,
+        }
+        if activations:
+            counter = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            cost["activations_m"] = counter.total() / 1e6
     model.train(was_training)
-    return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "gflops": flops.total() / 1e9,
-        "gflops_conv_linear": (by_op.get("conv", 0) + by_op.get("linear", 0)) / 1e9,
-        "activations_m": activations / 1e6,
-    }
+    return cost

@@ -19,7 +19,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from roadmap.checkpoint import CHECKPOINT_NAME
+from roadmap.checkpoint import CHECKPOINT_NAME, write_atomically
 
 METRICS_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5", "epoch_seconds",
                    "train_imgs_per_s"]
@@ -51,12 +51,6 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 class RunRecord:
     def __init__(self, run_dir: Path, is_writer: bool = True):
         self.run_dir, self.is_writer = Path(run_dir), is_writer
@@ -82,7 +76,7 @@ class RunRecord:
     def write_result(self, result: dict) -> None:
         if self.is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.result_path, json.dumps(result, indent=2) + "\n")
+            write_atomically(self.result_path, lambda partial: partial.write_text(json.dumps(result, indent=2) + "\n"))
 
     def write_metrics(self, rows: list[dict]) -> None:
         """The whole table, rewritten from the rows kept in the checkpoint, so it always matches it."""
@@ -93,7 +87,7 @@ class RunRecord:
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomically(self.metrics_path, out.getvalue())
+        write_atomically(self.metrics_path, lambda partial: partial.write_text(out.getvalue()))
 
 
 class SweepSummary(Callback):

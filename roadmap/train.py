@@ -10,7 +10,6 @@ import multiprocessing
 import resource
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -113,10 +112,8 @@ class Trainer:
                           pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else None,
                           multiprocessing_context=_WORKER_START_METHOD if workers else None)
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -231,9 +228,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     trainer = Trainer(cfg, splits, model)
     if record.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
-    result = record.base_result(cfg, overrides) | {
-        "params": cost["params"], "gflops": cost["gflops"], "gflops_conv_linear": cost["gflops_conv_linear"],
-        "activations_m": cost["activations_m"], "input_size": cfg.data.image_size, "device": str(trainer.device),
+    result = record.base_result(cfg, overrides) | cost | {
+        "input_size": cfg.data.image_size, "device": str(trainer.device),
         "world_size": trainer.world_size, "torch_threads": torch.get_num_threads(),
         "global_batch": cfg.recipe.batch, "accumulation": trainer.accumulation,
         "lr": recipe.scaled_lr(cfg.recipe), "splits": splits.description,
