@@ -5,6 +5,7 @@ was run; running the same command again resumes an interrupted run or reports a 
 (see conf/hydra/launcher/ for parallel and SLURM launchers; torchrun for data parallelism).
 """
 
+import itertools
 import sys
 import traceback
 import warnings
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # fvcore scripts a loss function when imported (by roadmap.flops), which recent PyTorch warns about.
@@ -24,8 +26,8 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 from roadmap import distributed, train  # noqa: E402
-from roadmap.config import ConfigError, check_overrides, compose, validate  # noqa: E402
-from roadmap.data import DataError, check_available  # noqa: E402
+from roadmap.config import ConfigError, compose, validate  # noqa: E402
+from roadmap.data import build_splits, check_batch_fits  # noqa: E402
 from roadmap.record import RunRecord  # noqa: E402
 
 EXIT_BAD_INPUT = 2
@@ -58,18 +60,44 @@ def _one_line(error: Exception) -> str:
     return str(error).split("\n\n")[0].replace("\n", " ")
 
 
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The overrides of each job of a `-m` sweep, expanded as Hydra's basic sweeper does (a key's last override
+    wins; the cartesian product of the swept values)."""
+    per_key = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        per_key[key] = ([f"{key}={value}" for value in override.sweep_string_iterator()]
+                        if override.is_sweep_override() else [override.input_line])
+    return [list(job) for job in itertools.product(*per_key.values())]
+
+
+def check_job(overrides: list[str], checked_data: set[str]) -> None:
+    """Everything about a job that can be known before training: its settings, its device, its data and splits
+    (loaded once per distinct data and budget settings in `checked_data`)."""
+    cfg = compose(overrides)
+    train.resolve_device(cfg.runtime.device)
+    data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
+    if data not in checked_data:
+        check_batch_fits(build_splits(cfg.data, cfg.budget, cfg.recipe), cfg.data, cfg.budget)
+        checked_data.add(data)
+
+
 def check_command_line(argv: list[str]) -> None:
-    """Exit with one line, before Hydra creates anything, on a bad override or missing data."""
+    """Exit with one line, before Hydra creates anything, if any job of the command line could not be set up."""
     if _INFO_FLAGS & set(argv):
         return
     overrides, multirun = _command_line_overrides(argv)
+    job, checked_data = "", set()
     try:
-        if multirun:
-            check_overrides(overrides)
-        else:
-            check_available(compose(overrides).data)  # compose checks the overrides too
-    except (ConfigError, DataError, HydraException, OmegaConfBaseException) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        jobs = sweep_jobs(overrides) if multirun else [overrides]
+        swept = [i for i, values in enumerate(zip(*jobs)) if len(set(values)) > 1]
+        for number, overrides in enumerate(jobs, 1):
+            if multirun:
+                swept_values = " ".join(overrides[i] for i in swept)
+                job = f"job {number} of {len(jobs)}" + (f" ({swept_values})" if swept_values else "") + ": "
+            check_job(overrides, checked_data)
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        print(f"error: {job}{_one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -77,6 +105,8 @@ def _summary(result: dict) -> str:
     where = f"record: {result['run_dir']}"
     if result["status"] != "completed":
         return f"{result['status']}: {result.get('error')}\n{where}"
+    if result.get("warning"):
+        where = f"warning: {result['warning']}\n{where}"
     return (f"test top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  |  {result['params'] / 1e6:.2f}M params, "
             f"{result['gflops_conv_linear']:.3f} GFLOPs (conv+linear) at {result['input_size']}px  |  "
             f"{result['train_imgs_per_s']:.0f} train img/s  |  {result['wall_seconds'] / 60:.1f} min\n{where}")
@@ -85,14 +115,13 @@ def _summary(result: dict) -> str:
 def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Run and record one job. Every outcome ends in result.json; nothing propagates but an interrupt."""
     record = RunRecord(run_dir, is_writer=distributed.rank() == 0)
-    previous = record.read_result()
-    if previous is not None and previous.get("status") == "completed":
+    previous = record.completed_result()
+    if previous is not None:
         print(f"already complete, not retrained\n{_summary(previous)}")
         return previous
     try:
-        validate(cfg)
-        result = train.run(cfg, run_dir, overrides)
-    except (ConfigError, DataError) as e:
+        result = train.run(validate(cfg), run_dir, overrides)
+    except ConfigError as e:
         result = record.base_result(cfg, overrides) | {"status": "failed", "error": str(e)}
     except Exception as e:
         traceback.print_exc()

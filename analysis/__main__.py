@@ -1,10 +1,12 @@
 """Turn run records into the roadmap table and figures.
 
-    python -m analysis <run or sweep dirs...> --out DIR
+    python -m analysis <run or sweep dirs, or a results.csv it wrote...> --out DIR
 
-Writes results.csv (one row per run), roadmap.csv/.md and roadmap.png, accuracy_vs_gflops.png and curves.png, plus
+Writes results.csv (one row per run), roadmap.csv/.md and roadmap.png, calibration.json/.md (agreement with the
+paper), accuracy_vs_gflops.png and curves.png (when the runs' metrics.csv files are there), plus
 ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in). With several families of
-runs (roadmap, data, settings) each figure is written once per family, its name suffixed with the family.
+runs (roadmap, data, settings) each figure and calibration file is written once per family, its name suffixed with
+the family.
 """
 
 import argparse
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import aggregate, plots
+from analysis import aggregate, calibration, plots
 
 
 def _suffix(family: tuple, several: bool) -> str:
@@ -47,7 +49,12 @@ def write_outputs(runs: pd.DataFrame, out: Path) -> list[Path]:
         families = list(table.groupby(aggregate.FAMILY, sort=False))
         for family, rows in families:
             suffix = _suffix(family, len(families) > 1)
-            figures = {"roadmap": plots.roadmap_figure(rows),
+            block = calibration.calibration(rows)
+            print(f"calibration ({aggregate.family_name(family)}): {calibration.summary_line(block)}")
+            written += [out / f"calibration{suffix}.json", out / f"calibration{suffix}.md"]
+            written[-2].write_text(calibration.to_json(block))
+            written[-1].write_text(calibration.to_markdown(block))
+            figures = {"roadmap": plots.roadmap_figure(rows, calibration.summary_line(block)),
                        "accuracy_vs_gflops": plots.accuracy_vs_gflops_figure(rows)}
             if not curves.empty:
                 figures["curves"] = plots.curves_figure(rows, aggregate.family_curves(curves, rows))
@@ -69,13 +76,18 @@ def write_outputs(runs: pd.DataFrame, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories, searched for result.json")
+    parser.add_argument("sources", nargs="+", type=Path,
+                        help="run or sweep directories, searched for result.json, or results.csv files written earlier")
     parser.add_argument("--out", type=Path, required=True, help="directory for the tables and figures")
     args = parser.parse_args(argv)
 
-    runs = aggregate.load_runs(args.dirs)
+    missing = [path for path in args.sources if not path.exists()]
+    if missing:
+        print(f"error: {missing[0]}: no such file or directory", file=sys.stderr)
+        return 2
+    runs = aggregate.load_runs(args.sources)
     if runs.empty:
-        print(f"no result.json below {' '.join(map(str, args.dirs))}", file=sys.stderr)
+        print(f"no result.json below {' '.join(map(str, args.sources))}", file=sys.stderr)
         return 1
     report_exclusions(runs)
     for path in write_outputs(runs, args.out):

@@ -17,7 +17,8 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from roadmap.config import override_key
+from analysis import stats
+from roadmap.config import flatten, override_key
 from roadmap.steps import CONF_DIR, STEPS
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
@@ -43,16 +44,6 @@ def find_results(paths) -> list[Path]:
         elif path.is_dir():
             found.update(p.resolve() for p in path.rglob("result.json"))
     return sorted(found)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _load_config(run_dir: Path) -> dict:
@@ -86,7 +77,7 @@ def load_run(result_path: Path) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         record = {"status": "unreadable", "error": f"result.json: {e}"}
     config = _load_config(run_dir)
-    row = _flatten(config) | {key: json.dumps(v) if isinstance(v, dict) else v for key, v in record.items()}
+    row = flatten(config) | {key: json.dumps(v) if isinstance(v, dict) else v for key, v in record.items()}
     overrides = record.get("overrides")
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if overrides is None and overrides_file.is_file():
@@ -115,8 +106,14 @@ def exclusion_reason(row: dict) -> str:
 
 
 def load_runs(paths) -> pd.DataFrame:
-    """results.csv: one row per run found below `paths`."""
-    runs = pd.DataFrame([load_run(p) for p in find_results(paths)])
+    """results.csv: one row per run found below `paths`, or read from a results.csv among them (a shared or
+    committed result, whose run directories need not exist here)."""
+    paths = [Path(p) for p in paths]
+    text = {column: str for column in ["excluded", "design", "settings", "overrides", "error"]}
+    tables = [pd.read_csv(p, dtype=text).fillna({c: "" for c in text})
+              for p in paths if p.suffix == ".csv" and p.is_file()]
+    records = [load_run(p) for p in find_results(p for p in paths if p.suffix != ".csv")]
+    runs = pd.concat([pd.DataFrame(records), *tables], ignore_index=True) if tables else pd.DataFrame(records)
     if runs.empty:
         return runs
     first = ["run_dir", "status", "excluded", *GROUP, "seed", "acc1", "acc5"]
@@ -157,6 +154,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         n=("acc1", "size"),
         acc1_mean=("acc1", "mean"),
         acc1_std=("acc1", "std"),
+        acc1_ci95=("acc1", stats.t_half_width),
         acc5_mean=("acc5", "mean"),
         acc5_std=("acc5", "std"),
         gflops_conv_linear=("gflops_conv_linear", "mean"),
@@ -186,10 +184,27 @@ def _delta_to_parent(table: pd.DataFrame, column: str) -> pd.Series:
     return table[column] - parent_values
 
 
+def _paired_changes(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
+    """Per step of `family`: the paired change in test top-1 from its parent over the seeds both ran."""
+    plain = runs[(runs.excluded == "") & (runs.design == "")]
+    plain = plain.merge(family[FAMILY].drop_duplicates(), on=FAMILY)
+    by_seed = plain.pivot_table(index="seed", columns="step", values="acc1", aggfunc="mean")
+    rows = []
+    for step in family.step:
+        parent = _PARENT.get(step)
+        if parent in by_seed and step in by_seed:
+            rows.append({"step": step} | stats.paired_change(by_seed[step], by_seed[parent]))
+        else:
+            rows.append({"step": step, "delta_acc1": float("nan"), "delta_ci95": float("nan"), "delta_n": 0,
+                         "resolved": False})
+    return pd.DataFrame(rows)
+
+
 def roadmap_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (family, step) without a design change, in roadmap order, with the change from the previous
-    adopted step (the step's parent) and the paper's numbers for that step."""
+    """One row per (family, step) without a design change, in roadmap order, with the paired change from the
+    previous adopted step (the step's parent, same seeds) and the paper's numbers for that step."""
     summary = summarize(runs)
+    runs = _normalized(runs)
     plain = summary[summary.design == ""].drop(columns="design")
     paper = paper_numbers().drop(columns="note")
     families = []
@@ -201,14 +216,14 @@ def roadmap_table(runs: pd.DataFrame) -> pd.DataFrame:
         family["parent"] = family.step.map(_PARENT)
         family["group"] = family.group.fillna("other")
         family["label"] = family.label.fillna(family.step)
-        family["delta_acc1"] = _delta_to_parent(family, "acc1_mean")
-        family["paper_delta_acc1"] = _delta_to_parent(family, "paper_acc1")
+        family = family.merge(_paired_changes(runs, family), on="step", how="left")
+        family["paper_delta_acc1"] = _delta_to_parent(family, "paper_acc1").round(2)
         families.append(family)
     if not families:
         return pd.DataFrame()
     table = pd.concat(families, ignore_index=True)
     first = [*FAMILY, "order", "group", "step", "label", "adopted", "parent", "recipe", "n", "acc1_mean", "acc1_std",
-             "delta_acc1"]
+             "acc1_ci95", "delta_acc1", "delta_ci95", "delta_n", "resolved"]
     return table[first + [c for c in table if c not in first]]
 
 
@@ -257,6 +272,18 @@ def _mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
 
 
+def _signed_interval(mean, half, digits: int = 2) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{mean:+.{digits}f} ± {half:.{digits}f}" if not pd.isna(half) else f"{mean:+.{digits}f}"
+
+
+def _resolved_mark(row) -> str:
+    if pd.isna(row.delta_acc1):
+        return ""
+    return "yes" if row.resolved else ("no" if row.delta_n > 1 else "no (1 seed)")
+
+
 def _markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -268,7 +295,8 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
     for family, rows in table.groupby(FAMILY, sort=False):
         size, device = _distinct(rows.input_size), _distinct(rows.device)
         header = [
-            "stage", "step", "top-1 (%) test, mean ± std over n seeds", "n", "Δ top-1 vs previous adopted step",
+            "stage", "step", "top-1 (%) test, mean ± 95% CI over n seeds", "n",
+            "Δ top-1 vs previous adopted step, paired by seed, ± 95% CI", "resolved",
             f"GFLOPs (fvcore conv+linear, at {size}×{size})", "params (M)", f"train img/s (measured, {device})",
             "paper top-1 (%) ImageNet-1K", "paper Δ", "paper GFLOPs (at 224×224)",
         ]
@@ -277,7 +305,8 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
             body.append([
                 row.group if row.group != previous_group else "",
                 row.label if _ADOPTED.get(row.step, True) else f"{row.label} (side branch, not adopted)",
-                _mean_std(row.acc1_mean, row.acc1_std), str(row.n), _signed(row.delta_acc1, 2),
+                _mean_std(row.acc1_mean, row.acc1_ci95), str(row.n), _signed_interval(row.delta_acc1, row.delta_ci95),
+                _resolved_mark(row),
                 _number(row.gflops_conv_linear, 3), _number(row.params / 1e6, 2), _number(row.train_imgs_per_s, 0),
                 _mean_std(row.paper_acc1, row.paper_acc1_std), _signed(row.paper_delta_acc1, 2),
                 _number(row.paper_gflops, 2),
@@ -287,8 +316,10 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
             f"## {family_name(family)}",
             "",
             f"Ours: {_distinct(rows.epochs)} epochs on {family[1]}, top-1 on its test split; only completed runs "
-            f"are averaged (sample std, blank for n = 1). Δ is against the step's parent in the roadmap, the "
-            f"previous adopted step. Paper: Liu et al. 2022, ImageNet-1K at 224×224, 300 epochs (ResNet-50: 90).",
+            f"are averaged (Student-t 95% interval, none for n = 1). Δ is against the step's parent in the roadmap, "
+            f"the previous adopted step, as the mean of the per-seed differences over the seeds both ran; resolved: "
+            f"its interval excludes zero (never with one seed). Paper: Liu et al. 2022, ImageNet-1K at 224×224, "
+            f"300 epochs (ResNet-50: 90), std over 3 seeds where given.",
             "",
             *_markdown_rows(header, body),
         ]))

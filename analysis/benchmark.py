@@ -2,7 +2,7 @@
 
     python -m analysis.benchmark [--steps resnet sep_downsample ...] [--reference] [--batch 128] [--size 32]
                                  [--device cpu|cuda] [--dtype fp32|bf16] [--channels-last | --no-channels-last]
-                                 [--compile] [--csv FILE] [--data-pipeline]
+                                 [--compile] [--csv FILE] [--data-pipeline [--image-folder] [--train-imgs-per-s N]]
 
 For every model: training throughput (forward + loss + backward + optimizer step, img/s), inference throughput
 (eval mode, no autograd, img/s), peak memory of one training step, and MFU: achieved model FLOP/s over this
@@ -30,7 +30,10 @@ How it measures (the 2 CPU cores of a shared machine are noisy, so everything is
   process's peak resident set (VmHWM, reset through /proc/self/clear_refs) above its size before the step.
 - `--data-pipeline`: the default run's training DataLoader (built by roadmap.train.Trainer exactly as run.py
   builds it) alone, and the default model's training steps fed by it against the same steps on a batch already
-  in memory.
+  in memory. With `--image-folder`, ImageNet's loading cost without ImageNet instead: a temporary folder of
+  photo-like JPEGs (ImageNet's sizes, around 500x375), decoded and augmented by each recipe's training transforms
+  in one thread, and the cores per training process that feed the training img/s of the models timed above or
+  of `--train-imgs-per-s`.
 
 The CSV shares its field names with run records (result.json): step, roadmap, device, dtype, batch, input_size,
 channels_last, compile, train_imgs_per_s, infer_imgs_per_s, peak_mem_mb, gflops, gflops_conv_linear, params, mfu.
@@ -45,15 +48,20 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
 import roadmap
+from analysis.flops import input_overrides
 from roadmap.flops import count_cost
 
 # Our roadmap endpoints and the reference architecture each one equals.
@@ -150,8 +158,8 @@ def matmul_peak_flops(device: torch.device, dtype: str, n: int | None = None, re
 
 
 def our_model(step: str, path: str, in_chans: int, num_classes: int, size: int, overrides: list[str]) -> nn.Module:
-    cfg = roadmap.compose([f"roadmap={path}", f"+step={step}", f"data.channels={in_chans}",
-                           f"data.num_classes={num_classes}", f"data.image_size={size}", *overrides])
+    cfg = roadmap.compose([f"roadmap={path}", f"+step={step}", *input_overrides(in_chans, num_classes, size),
+                           *overrides])
     return roadmap.build_model(cfg.model)
 
 
@@ -464,7 +472,7 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
     from roadmap.train import Trainer
 
     cfg = roadmap.compose([f"runtime.device={device.type}", *args.data_override])
-    splits = build_splits(cfg.data, cfg.recipe)
+    splits = build_splits(cfg.data, cfg.budget, cfg.recipe)
     model = roadmap.build_model(cfg.model)
     trainer = Trainer(cfg, splits, model)  # builds the loader, model format, optimizer as run.py does
     loader = trainer.train_loader
@@ -494,7 +502,7 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
         loss.backward()
         optimizer.step()
 
-    images, labels = trainer._to_device(*next(iter(loader)))
+    images, labels = trainer._to_device(*next(iter(loader))[:2])  # the loader's items end with their load time
     steps = min(args.data_steps, len(loader) - 1)
 
     def in_memory() -> float:
@@ -508,11 +516,11 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
 
     def fed() -> float:
         it = iter(loader)
-        step(*trainer._to_device(*next(it)))  # warm, and the workers started
+        step(*trainer._to_device(*next(it)[:2]))  # warm, and the workers started
         sync(device)
         start = time.perf_counter()
         for _ in range(steps):
-            step(*trainer._to_device(*next(it)))
+            step(*trainer._to_device(*next(it)[:2]))
         sync(device)
         return steps * batch / (time.perf_counter() - start)
 
@@ -523,7 +531,7 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
             {"what": "train steps fed by the DataLoader", "imgs_per_s": b}]
     print(f"\n## Data pipeline of the default run ({' '.join(args.data_override) or 'no overrides'}): "
           f"{cfg.data.name}, step {cfg.step}, recipe {cfg.recipe.name}, batch {batch}, "
-          f"{cfg.runtime.workers} worker(s), input {cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}, "
+          f"{trainer.workers} worker(s) (runtime.workers={cfg.runtime.workers}), input {cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}, "
           f"device {device.type} ({device_name(device)}), channels_last {cfg.runtime.channels_last}, "
           f"amp {trainer.amp_dtype or 'off (fp32)'}, compile {cfg.runtime.compile}")
     print(f"first batch (worker start-up) {first:.2f} s; {n} batches timed for the loader, {steps} steps per "
@@ -534,6 +542,101 @@ def data_pipeline(args, device: torch.device) -> list[dict]:
     print(f"\nloader / model training throughput: {loader_ips / synthetic:.2f} (> 1: the loader alone outpaces "
           f"training); fed / in-memory training: {b / synthetic:.2f} (1.00: not limited by the data pipeline)")
     return rows
+
+
+# ------------------------------------------------------------------------------------- ImageNet-like JPEG folder
+
+# Shapes of ImageNet photos (most are 500 pixels on the long side).
+PHOTO_SIZES = [(500, 375), (500, 333), (375, 500), (500, 400), (333, 500), (500, 500), (400, 300)]
+
+
+def photo_like(rng: np.random.Generator) -> Image.Image:
+    """An RGB image a JPEG codec treats like a photo: smooth colour fields, soft shapes, texture and a little grain
+    (noise alone would cost far more to decode, flat colour far less)."""
+    width, height = PHOTO_SIZES[rng.integers(len(PHOTO_SIZES))]
+    coarse = rng.integers(0, 256, (rng.integers(3, 7), rng.integers(3, 7), 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(4, 10)):
+        x, y, rx, ry = rng.integers(0, width), rng.integers(0, height), rng.integers(10, 170), rng.integers(10, 130)
+        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    image = image.filter(ImageFilter.GaussianBlur(3))
+    texture = Image.fromarray(rng.normal(0, 1, (height // 2, width // 2)).astype(np.float32))
+    pixels = (np.asarray(image, dtype=np.float32) + 40 * np.asarray(texture.resize((width, height)))[..., None]
+              + rng.normal(0, 5, (height, width, 3)))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def write_jpeg_folder(root: Path, images: int, seed: int = 0) -> dict:
+    """`train/` and `val/` trees of two classes of photo-like JPEGs (quality 90) under `root`; their mean size."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for split, count in (("train", images), ("val", 2)):
+        for i in range(count):
+            folder = root / split / f"class{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = photo_like(rng)
+            image.save(folder / f"{i}.JPEG", quality=90)
+            sizes.append((image.width * image.height, (folder / f"{i}.JPEG").stat().st_size))
+    pixels, size = (sum(v) / len(sizes) for v in zip(*sizes))
+    return {"mean_pixels": pixels, "mean_kb": size / 1024}
+
+
+def decode_augment_per_core(args) -> tuple[dict[str, float], dict]:
+    """Images per second one core decodes and augments with each recipe's training transforms (built by
+    roadmap.data as a run builds them, from `data=imagefolder`), on a temporary folder of photo-like JPEGs, in one
+    thread as a DataLoader worker runs, per second of this process's CPU time: alternating rounds, the first
+    discarded (file cache), medians."""
+    from roadmap.data import build_splits
+
+    recipes = ("original", "modern")
+    with tempfile.TemporaryDirectory() as root:
+        folder = write_jpeg_folder(Path(root), args.folder_images)
+        datasets = {}
+        for name in recipes:
+            cfg = roadmap.compose(["data=imagefolder", f"data.root={root}", "data.num_classes=2", "data.val_size=1",
+                                   f"recipe={name}", *args.data_override])
+            datasets[name] = build_splits(cfg.data, cfg.budget, cfg.recipe).train
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        rates = {name: [] for name in recipes}
+        for r in range(args.folder_rounds + 1):
+            for name in recipes if r % 2 == 0 else recipes[::-1]:
+                dataset = datasets[name]
+                start = time.process_time()  # CPU seconds: what a core gives, however busy the machine
+                for i in range(len(dataset)):
+                    dataset[i]
+                if r > 0:
+                    rates[name].append(len(dataset) / (time.process_time() - start))
+        torch.set_num_threads(threads)
+    return {name: statistics.median(v) for name, v in rates.items()}, folder
+
+
+def image_folder(args, model_rows: list[dict]) -> list[dict]:
+    """Decode + augment img/s per core for both recipes, and the cores that feed a training img/s: each of our
+    models timed above (with its step's recipe) and `--train-imgs-per-s`."""
+    loads = [load_average()]
+    per_core, folder = decode_augment_per_core(args)
+    loads.append(load_average())
+    print(f"\n## Decode + augment per core: {args.folder_images} photo-like JPEGs in a temporary image folder (mean "
+          f"{folder['mean_pixels'] / 1e3:.0f}k pixels, {folder['mean_kb']:.0f} KB, quality 90; ImageNet's train "
+          f"JPEGs: ~110 KB), one process, 1 thread as in a DataLoader worker, per CPU second, median of "
+          f"{args.folder_rounds} rounds; "
+          f"load average before {loads[0]}, after {loads[1]}\n")
+    print("| recipe | img/s per core |\n|---|---|")
+    for name, rate in per_core.items():
+        print(f"| {name} | {rate:.1f} |")
+    feeds = [(f"{r['model']} ({r['device']}, batch {r['batch']}, {r['input_size']}px)", r["train_imgs_per_s"],
+              roadmap.compose([f"+step={r['step']}"]).recipe.name) for r in model_rows if r["source"] == "ours"]
+    feeds += [("--train-imgs-per-s", figure, name) for figure in args.train_imgs_per_s for name in per_core]
+    rows = [{"what": what, "train_imgs_per_s": ips, "recipe": name, "cores": ips / per_core[name]}
+            for what, ips, name in feeds]
+    if rows:
+        print("\nCores per training process (per GPU) that keep it fed: train img/s / img/s per core (collation and "
+              "the copy to the trainer not counted)\n\n| training | train img/s | recipe | cores |\n|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['what']} | {r['train_imgs_per_s']:.1f} | {r['recipe']} | {r['cores']:.1f} |")
+    return [{"recipe": name, "imgs_per_s_per_core": rate} for name, rate in per_core.items()] + rows
 
 
 # ------------------------------------------------------------------------------------------------------- main
@@ -573,6 +676,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="overrides of the run whose data pipeline is measured (default: the default run)")
     p.add_argument("--data-batches", type=int, default=20)
     p.add_argument("--data-steps", type=int, default=8)
+    p.add_argument("--image-folder", action="store_true",
+                   help="with --data-pipeline: decode + augment img/s per core on ImageNet-like JPEGs, both recipes, "
+                        "instead of the default run's loader")
+    p.add_argument("--folder-images", type=int, default=64, help="JPEGs generated for --image-folder")
+    p.add_argument("--folder-rounds", type=int, default=3)
+    p.add_argument("--train-imgs-per-s", type=float, nargs="*", default=[], metavar="IMGS_PER_S",
+                   help="with --image-folder: training speeds (e.g. a GPU's) to give the cores that feed them")
     p.add_argument("--no-models", action="store_true", help="skip the model table (e.g. with --data-pipeline)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -610,6 +720,8 @@ def main(argv=None) -> list[dict]:
         if args.csv:
             write_csv(rows, args.csv)
             print(f"\nwrote {args.csv}")
+    if args.data_pipeline and args.image_folder:
+        return rows + image_folder(args, rows)
     if args.data_pipeline:
         data_pipeline(args, device)
     return rows

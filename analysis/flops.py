@@ -13,11 +13,19 @@ import roadmap
 from roadmap.flops import count_cost
 
 
+def input_overrides(in_chans: int, num_classes: int, size: int) -> list[str]:
+    """Overrides for a model of this input and output: the data's channels (with a mean and std per channel, which
+    the model never sees), classes and image size."""
+    per_channel = "[" + ",".join(["0.5"] * in_chans) + "]"
+    return [f"data.channels={in_chans}", f"data.mean={per_channel}", f"data.std={per_channel}",
+            f"data.num_classes={num_classes}", f"data.image_size={size}"]
+
+
 def cost_table(roadmap_name: str = "tiny", size: int = 224, in_chans: int = 3, num_classes: int = 1000) -> pd.DataFrame:
     rows = []
     for step in roadmap.STEPS:
-        cfg = roadmap.compose([f"roadmap={roadmap_name}", f"+step={step.name}", f"data.channels={in_chans}",
-                               f"data.num_classes={num_classes}", f"data.image_size={size}"])
+        cfg = roadmap.compose([f"roadmap={roadmap_name}", f"+step={step.name}",
+                               *input_overrides(in_chans, num_classes, size)])
         cost = count_cost(roadmap.build_model(cfg.model), in_chans, size)
         rows.append({"roadmap": roadmap_name, "step": step.name, "adopted": step.adopted, "input_size": size, **cost})
     return pd.DataFrame(rows)

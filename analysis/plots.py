@@ -34,7 +34,7 @@ def _slots(rows: pd.DataFrame) -> list[tuple[str, object]]:
 def roadmap_figure_size(rows: pd.DataFrame) -> tuple[float, float]:
     """(width, height) in inches of `roadmap_figure(rows)`."""
     with_paper = rows.paper_acc1.notna().any()
-    return (12.0 if with_paper else 7.5), 1.4 + ROW_INCHES * len(_slots(rows))
+    return (16.0 if with_paper else 11.0), 1.6 + ROW_INCHES * len(_slots(rows))
 
 
 def _axis_range(values: pd.Series, errors: pd.Series) -> tuple[float, float]:
@@ -79,37 +79,63 @@ def _legend(fig: Figure, side_branch_hatch: str | None) -> None:
                loc="outside lower center", ncols=2, fontsize=8)
 
 
-def roadmap_figure(rows: pd.DataFrame) -> Figure:
-    """One family's roadmap table as the paper's Figure 2: bars per step grouped by stage; the paper's own numbers
-    (ImageNet-1K, 224×224) in a second panel when the paper has them, on their own axis."""
+def roadmap_figure(rows: pd.DataFrame, agreement: str | None = None) -> Figure:
+    """One family's roadmap table as the paper's Figure 2: bars per step grouped by stage (mean ± 95% CI over
+    seeds), the paired change of each step from its parent beside the paper's change, and the paper's own numbers
+    (ImageNet-1K, 224×224) when the paper has them, each on its own axis. `agreement`: a line under the title."""
     slots = _slots(rows)
     with_paper = rows.paper_acc1.notna().any()
-    fig = Figure(figsize=roadmap_figure_size(rows), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, 2 if with_paper else 1, sharey=True, squeeze=False)[0]
+    width, height = roadmap_figure_size(rows)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    ratios = [3, 2, 3] if with_paper else [3, 2]
+    axes = fig.subplots(1, len(ratios), sharey=True, squeeze=False, width_ratios=ratios)[0]
     size = ", ".join(sorted({str(s) for s in rows.input_size}))
-    _bars(axes[0], rows, "acc1_mean", "acc1_std", "gflops_conv_linear")
+    _bars(axes[0], rows, "acc1_mean", "acc1_ci95", "gflops_conv_linear")
     n = ", ".join(str(v) for v in sorted(rows.n.unique()))
-    axes[0].set_xlabel(f"top-1 (%) on the test set, mean ± std over {n} seed(s)")
+    axes[0].set_xlabel(f"top-1 (%) on the test set,\nmean ± 95% CI over {n} seed(s)")
     axes[0].set_title(f"this project: {rows.data.iloc[0]}, GFLOPs at {size}×{size}", fontsize=10)
+    _changes(axes[1], rows, with_paper)
     if with_paper:
-        _bars(axes[1], rows, "paper_acc1", "paper_acc1_std", "paper_gflops")
-        axes[1].set_xlabel("top-1 (%), ImageNet-1K (± std over 3 seeds where given)")
-        axes[1].set_title("paper (Liu et al. 2022): ImageNet-1K, GFLOPs at 224×224", fontsize=10)
+        _bars(axes[2], rows, "paper_acc1", "paper_acc1_std", "paper_gflops")
+        axes[2].set_xlabel("top-1 (%), ImageNet-1K\n(± std over 3 seeds where given)")
+        axes[2].set_title("paper (Liu et al. 2022): ImageNet-1K, GFLOPs at 224×224", fontsize=10)
     axes[0].set_yticks(range(len(slots)), [item if kind == "group" else item.label for kind, item in slots])
     for tick, (kind, _) in zip(axes[0].get_yticklabels(), slots):
         tick.set_fontweight("bold" if kind == "group" else "normal")
         tick.set_fontsize(9 if kind == "group" else 8.5)
     axes[0].set_ylim(len(slots) - 0.5, -0.5)
     _legend(fig, SIDE_BRANCH_HATCH)
-    _suptitle(fig, "ResNet → ConvNeXt roadmap, GFLOPs (fvcore conv+linear) on the bars", rows)
+    _suptitle(fig, "ResNet → ConvNeXt roadmap, GFLOPs (fvcore conv+linear) on the bars", rows, agreement)
     return fig
 
 
-def _suptitle(fig: Figure, what: str, rows: pd.DataFrame) -> None:
-    """`what` for this family of runs, its settings (the overrides all its runs share) on a line of their own."""
+def _changes(ax, rows: pd.DataFrame, with_paper: bool) -> None:
+    """Each step's paired change from its parent (95% CI; hollow where the interval includes zero) and, as
+    diamonds, the paper's change."""
+    for y, (kind, row) in enumerate(_slots(rows)):
+        if kind == "group" or pd.isna(row.delta_acc1):
+            continue
+        color = ADOPTED_COLOR if _is_adopted(row) else SIDE_BRANCH_COLOR
+        ax.barh(y, row.delta_acc1, height=0.6, color=color if row.resolved else "white", edgecolor=color,
+                xerr=None if pd.isna(row.delta_ci95) else row.delta_ci95,
+                error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
+        if with_paper and not pd.isna(row.paper_delta_acc1):
+            ax.plot(row.paper_delta_acc1, y, marker="D", color="#d62728", markersize=4, linestyle="none")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("Δ top-1 (points) vs the previous adopted step,\npaired by seed ± 95% CI"
+                  + ("; ◆ the paper's Δ" if with_paper else ""))
+    ax.set_title("change per step (filled: resolved, CI excludes 0)", fontsize=10)
+
+
+def _suptitle(fig: Figure, what: str, rows: pd.DataFrame, agreement: str | None = None) -> None:
+    """`what` for this family of runs, its settings (the overrides all its runs share) and the agreement with the
+    paper each on a line of their own."""
     first = rows.iloc[0]
     settings = f"\nrun with {first.settings}" if pd.notna(first.settings) and first.settings else ""
-    fig.suptitle(f"{what} ({first.roadmap} path, {first.data}){settings}", fontsize=11)
+    agreement = f"\nagreement with the paper: {agreement}" if agreement else ""
+    fig.suptitle(f"{what} ({first.roadmap} path, {first.data}){settings}{agreement}", fontsize=11)
 
 
 def accuracy_vs_gflops_figure(rows: pd.DataFrame) -> Figure:
@@ -119,7 +145,7 @@ def accuracy_vs_gflops_figure(rows: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(13.0 if with_paper else 7.0, 6.0), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2 if with_paper else 1, squeeze=False)[0]
     size = ", ".join(sorted({str(s) for s in rows.input_size}))
-    panels = [(axes[0], "gflops_conv_linear", "acc1_mean", "acc1_std", f"this project: {rows.data.iloc[0]} at "
+    panels = [(axes[0], "gflops_conv_linear", "acc1_mean", "acc1_ci95", f"this project: {rows.data.iloc[0]} at "
                f"{size}×{size}", f"GFLOPs (fvcore conv+linear, at {size}×{size})")]
     if with_paper:
         panels.append((axes[1], "paper_gflops", "paper_acc1", "paper_acc1_std", "paper: ImageNet-1K at 224×224",

@@ -27,7 +27,7 @@ RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 
 def sweep_commands(study: Study, study_dir: Path, seeds: int, roadmap_name: str, overrides=()) -> list[list[str]]:
     """The `python run.py -m ...` command of each of the study's sweeps. An override given here replaces the
-    study's own for the same key (e.g. `data.epochs=5`, or `+step=resnet,gelu` to run part of a roadmap)."""
+    study's own for the same key (e.g. `budget.epochs=5`, or `+step=resnet,gelu` to run part of a roadmap)."""
     replaced = {override_key(override) for override in overrides}
     commands = []
     for sweep in study.sweeps(roadmap_name):

@@ -36,9 +36,18 @@ def _resolved(roadmap_name: str, step: str) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+@cache
+def _budget_decided() -> set[str]:
+    """Model switches the budget sets (`model.zero_init_last`, per the recipe's optimizer): they follow a recipe
+    override by themselves, so an ablation never sets them."""
+    model = OmegaConf.to_container(compose([]).model, resolve=False)
+    return {f"model.{key}" for key, value in model.items() if isinstance(value, str) and "${budget." in value}
+
+
 def _settings(cfg: dict) -> dict:
     """The part of a resolved config a step may change, keyed by override: `model.<key>` and the recipe choice."""
-    return {f"model.{key}": value for key, value in cfg["model"].items()} | {"recipe": cfg["recipe"]["name"]}
+    model = {f"model.{key}": value for key, value in cfg["model"].items()}
+    return {key: v for key, v in model.items() if key not in _budget_decided()} | {"recipe": cfg["recipe"]["name"]}
 
 
 def step_changes(roadmap_name: str = "tiny") -> dict[str, dict[str, tuple]]:

@@ -3,11 +3,19 @@ RNG states and the epoch reached."""
 
 import os
 import random
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from roadmap import distributed
+
+if TYPE_CHECKING:
+    from roadmap.train import Trainer
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -47,3 +55,53 @@ def load(path: Path) -> dict | None:
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@dataclass
+class RunState:
+    """Where a run stands: the metrics row of every finished epoch and the wall time of its earlier attempts.
+
+    Saved at the end of every epoch together with the trainer's state (model, optimizer, schedule, EMA, grad
+    scaler) and every process's RNG states; loading restores all of them, so a resumed run goes on exactly.
+    """
+
+    metrics: list[dict] = field(default_factory=list)
+    earlier_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs finished."""
+        return len(self.metrics)
+
+    def wall_seconds(self) -> float:
+        """Wall time of the run, over every attempt."""
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+    def summary(self) -> dict:
+        """The record's fields about the epochs: how many, wall time, best val top-1, mean training speed."""
+        fields = {"epochs": self.epochs, "wall_seconds": self.wall_seconds()}
+        if self.metrics:
+            best = max(self.metrics, key=lambda row: row["val_acc1"])
+            fields |= {"best_acc1": best["val_acc1"], "best_epoch": best["epoch"],
+                       "train_imgs_per_s": sum(row["train_imgs_per_s"] for row in self.metrics) / self.epochs}
+        return fields
+
+    def save(self, path: Path, trainer: "Trainer", is_writer: bool) -> None:
+        """Every process calls it (it gathers their RNG states); the writer writes the checkpoint."""
+        rng = distributed.gather_states(rng_states())
+        if is_writer:
+            save(path, {"trainer": trainer.state_dict(), "rng": rng, "metrics": self.metrics,
+                        "wall_seconds": self.wall_seconds()})
+
+    @classmethod
+    def load(cls, path: Path, trainer: "Trainer") -> "RunState":
+        """The state saved at `path`, restored into `trainer` and this process's RNGs; a new one when none is."""
+        saved = load(path)
+        if saved is None:
+            return cls()
+        trainer.load_state_dict(saved["trainer"])
+        # Each process continues its own random stream (rank 0's when the number of processes changed).
+        rng = saved["rng"]
+        set_rng_states(rng[trainer.rank] if len(rng) == trainer.world_size else rng[0])
+        return cls(saved["metrics"], saved["wall_seconds"])

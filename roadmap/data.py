@@ -7,6 +7,7 @@
 
 import gzip
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from roadmap.checkpoint import write_atomically
+from roadmap.config import ConfigError
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                        "t10k-labels-idx1-ubyte")
 
 
-class DataError(RuntimeError):
-    """Data that cannot be read; the message is one line saying what to do."""
+class DataError(ConfigError):
+    """Data that cannot be read or split as configured; the message is one line saying what to do."""
 
 
 class TransformedSubset(Dataset):
@@ -39,6 +41,22 @@ class TransformedSubset(Dataset):
         return self.transform(image), label
 
 
+class Timed(Dataset):
+    """A dataset's (image, label) items with the seconds spent reading and transforming each: how fast the
+    loader itself runs, apart from how fast training takes its batches."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        start = time.perf_counter()
+        image, label = self.dataset[i]
+        return image, label, time.perf_counter() - start
+
+
 @dataclass
 class Splits:
     train: Dataset
@@ -47,11 +65,11 @@ class Splits:
     description: dict  # per split: number of images and where they come from, for the run's record
 
 
-def train_transform(data_cfg, recipe_cfg) -> v2.Compose:
+def train_transform(data_cfg, budget_cfg, recipe_cfg) -> v2.Compose:
     interpolation = v2.InterpolationMode(recipe_cfg.interpolation)
     # On the PIL image: RandAugment's geometric ops take bicubic interpolation on PIL images only.
     steps = [
-        v2.RandomResizedCrop(data_cfg.image_size, scale=tuple(data_cfg.crop_scale), interpolation=interpolation,
+        v2.RandomResizedCrop(data_cfg.image_size, scale=tuple(budget_cfg.crop_scale), interpolation=interpolation,
                              antialias=True),
         v2.RandomHorizontalFlip(recipe_cfg.hflip),
     ]
@@ -167,17 +185,19 @@ def check_available(data_cfg) -> None:
 SOURCES = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar, "cifar100": _cifar, "imagefolder": _image_folder}
 
 
-def build_splits(data_cfg, recipe_cfg) -> Splits:
-    """Train, val and test datasets of (normalised CHW float tensor, class index); DataError if unreadable."""
+def build_splits(data_cfg, budget_cfg, recipe_cfg) -> Splits:
+    """Train, val and test datasets of (normalised CHW float tensor, class index); DataError if the data is
+    unreadable or the train set cannot hold the val slice."""
     official_train, official_test = SOURCES[data_cfg.name](data_cfg)
     order = torch.randperm(len(official_train), generator=torch.Generator().manual_seed(0)).tolist()
     if data_cfg.val_size >= len(order):
-        raise DataError(f"data.val_size={data_cfg.val_size}: the train set has only {len(order)} images")
+        raise DataError(f"data.val_size={data_cfg.val_size}: must be less than the {len(order)} images of the "
+                        f"{data_cfg.name} train set")
     val_indices, train_indices = order[:data_cfg.val_size], order[data_cfg.val_size:]
-    if data_cfg.train_subset is not None:
-        train_indices = train_indices[:data_cfg.train_subset]
-    train_tf, eval_tf = train_transform(data_cfg, recipe_cfg), eval_transform(data_cfg, recipe_cfg)
-    subset = f", first {len(train_indices)}" if data_cfg.train_subset is not None else ""
+    if budget_cfg.train_subset is not None:
+        train_indices = train_indices[:budget_cfg.train_subset]
+    train_tf, eval_tf = train_transform(data_cfg, budget_cfg, recipe_cfg), eval_transform(data_cfg, recipe_cfg)
+    subset = f", first {len(train_indices)}" if budget_cfg.train_subset is not None else ""
     description = {
         "train": {"images": len(train_indices),
                   "source": f"official train minus the val slice{subset} (fixed permutation, seed 0)"},
@@ -191,3 +211,11 @@ def build_splits(data_cfg, recipe_cfg) -> Splits:
         test=TransformedSubset(official_test, range(len(official_test)), eval_tf),
         description=description,
     )
+
+
+def check_batch_fits(splits: Splits, data_cfg, budget_cfg) -> None:
+    """DataError unless the training split holds one global batch: an epoch's optimizer steps drop the remainder."""
+    if budget_cfg.batch > len(splits.train):
+        subset = f", first budget.train_subset={budget_cfg.train_subset}" if budget_cfg.train_subset else ""
+        raise DataError(f"budget.batch={budget_cfg.batch}: must be at most the {len(splits.train)} training images "
+                        f"(the train set less data.val_size={data_cfg.val_size}{subset})")

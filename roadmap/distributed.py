@@ -5,6 +5,7 @@ Outside torchrun every function here is the single-process identity, so the trai
 
 import io
 import os
+import socket
 from contextlib import nullcontext
 
 import torch
@@ -63,9 +64,21 @@ def shutdown() -> None:
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP whose gradients are views into its all-reduce buckets, so that backward accumulates straight into them:
+    no copy, and no stride mismatch on weights whose strides are ambiguous (1x1 and depthwise kernels, whose
+    gradients some kernels lay out differently in the dimensions of size 1). DDP makes the gradients that exist
+    when it is built bucket views; they must then be zeroed in place, never set to None (`keeps_grads`)."""
     if world_size() == 1:
         return model
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)
+
+
+def keeps_grads(model: nn.Module) -> bool:
+    """Whether the optimizer must zero the gradients in place rather than free them (see `wrap`)."""
+    return isinstance(model, DistributedDataParallel)
 
 
 def no_sync_unless(model: nn.Module, sync: bool):
@@ -85,11 +98,14 @@ def all_sum(values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
-def any_true(flag: bool) -> bool:
-    """Whether `flag` holds on any process."""
+def processes_sharing(cpus: set[int]) -> int:
+    """How many training processes on this machine, this one included, may run on some of `cpus`: all of torchrun's
+    (they share the machine), only this one where SLURM binds each task to its own cores."""
     if world_size() == 1:
-        return flag
-    return all_sum([float(flag)])[0] > 0
+        return 1
+    everyone = [None] * world_size()
+    dist.all_gather_object(everyone, (socket.gethostname(), cpus))
+    return sum(host == socket.gethostname() and bool(theirs & cpus) for host, theirs in everyone)
 
 
 def gather_states(state: dict) -> list[dict]:

@@ -4,14 +4,17 @@ import torch
 from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 from torch import nn
 
+from roadmap import fast
+
 
 def count_cost(model: nn.Module, in_chans: int, size: int, activations: bool = True) -> dict:
     """params; gflops (fvcore total: conv, linear, norms, pooling); gflops_conv_linear (the paper's GFLOPs);
-    activations_m (fvcore activation count, millions; a second trace, skipped with `activations=False`)."""
+    activations_m (fvcore activation count, millions; a second trace, skipped with `activations=False`).
+    The network is counted as built, without roadmap.fast's shortcuts."""
     was_training = model.training
     model.eval()
     x = torch.zeros(1, in_chans, size, size, device=next(model.parameters()).device)
-    with torch.no_grad():
+    with torch.no_grad(), fast.plain(model):
         flops = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_op = flops.by_operator()
         cost = {

@@ -22,84 +22,38 @@ INITS = ("resnet", "convnext")
 
 
 def make_act(kind: str) -> nn.Module:
-    """ReLU works in place, as torchvision's: it always follows a conv, a norm or the residual add, none of which
-    needs its output for backward, and a fresh activation-sized tensor per ReLU costs ~10% of a ResNet-50 training
-    step on CPU at 224x224 (allocation and page faults)."""
+    # ReLU in place, as torchvision's: it follows a conv, a norm or the residual add, none of which needs its output.
     return nn.ReLU(inplace=True) if kind == "relu" else ACTIVATIONS[kind]()
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW tensor. On a channels_last tensor both permutes are free views."""
+    """LayerNorm over the channels of an NCHW tensor."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
-class BlockConv2d(nn.Conv2d):
-    """A block's conv: nn.Conv2d (same arguments, parameters and outputs) that skips work on small feature maps.
-
-    With a 32x32 input the last stages see 2x2 and 1x1 maps, smaller than a 3x3 or 7x7 kernel's reach: the kernel
-    taps that can only ever cover zero padding are cut off (their products are zeros, their weight gradients
-    stay zero), and on a 1x1 map the dense conv that remains is a matmul (F.linear). oneDNN spends up to 50x
-    longer in the backward of the full-size depthwise conv there. Stride-1 odd kernels with `same` zero padding
-    only; under tracing (fvcore) the full conv runs, so FLOP counts stay those of nn.Conv2d. It overrides
-    nn.Conv2d's `_conv_forward`, so that the weights ConvNormSequential folds a norm into take the same path.
-    """
-
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if self.stride != (1, 1) or self.dilation != (1, 1) or self.padding_mode != "zeros" or torch.jit.is_tracing():
-            return super()._conv_forward(x, weight, bias)
-        (kh, kw), (ph, pw), (h, w) = self.kernel_size, self.padding, x.shape[-2:]
-        if (kh, kw) != (2 * ph + 1, 2 * pw + 1):
-            return super()._conv_forward(x, weight, bias)
-        rh, rw = min(ph, h - 1), min(pw, w - 1)  # the taps that reach the map
-        if (rh, rw) != (ph, pw):
-            weight = weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1]
-        if h == w == 1 and self.groups == 1:
-            return F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
-        if (rh, rw) == (ph, pw):
-            return super()._conv_forward(x, weight, bias)
-        return F.conv2d(x, weight, bias, 1, (rh, rw), 1, self.groups)
-
-
-class ConvNormSequential(nn.Sequential):
-    """nn.Sequential that, at inference, folds each BatchNorm into the conv right before it.
-
-    conv(x, w) * s + (beta - mean * s), s = gamma / sqrt(var + eps), equals conv(x, w * s) + (beta - mean * s): one
-    pass over the activations instead of two, the same outputs up to float rounding. Folding rewrites the weight on
-    every call, so it happens only where the conv's output is larger than its weight (not on the last stages' small
-    maps at 32x32). Training runs the two layers, and so does tracing (fvcore), which then counts the norm's FLOPs.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or torch.jit.is_tracing():
-            return super().forward(x)
-        layers = list(self)
-        i = 0
-        while i < len(layers):
-            layer, norm = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-            if (isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training
-                    and _output_numel(layer, x) > layer.weight.numel()):
-                scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-                shift = norm.bias - norm.running_mean * scale
-                if layer.bias is not None:
-                    shift = shift + layer.bias * scale
-                x = layer._conv_forward(x, layer.weight * scale.reshape(-1, 1, 1, 1), shift)
-                i += 2
-            else:
-                x = layer(x)
-                i += 1
-        return x
-
-
-def _output_numel(conv: nn.Conv2d, x: torch.Tensor) -> int:
-    (h, w), (sh, sw) = x.shape[-2:], conv.stride
-    return x.shape[0] * conv.out_channels * -(-h // sh) * -(-w // sw)
-
-
 def make_norm(kind: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if kind == "batch" else LayerNorm2d(channels, eps=1e-6)
+
+
+def make_stem(kind: str, in_chans: int, width: int, norm: str, act: str, patchify_norm: bool,
+              patchify_act: bool) -> nn.Sequential:
+    """ResNet's 7x7/2 conv, norm, act and 3x3/2 max pool, or the patchify stem: a 4x4/4 conv [+ norm] [+ act]."""
+    if kind == "resnet":
+        has_norm, has_act, conv = True, True, nn.Conv2d(in_chans, width, 7, 2, padding=3, bias=norm != "batch")
+    else:
+        has_norm, has_act = patchify_norm, patchify_act
+        conv = nn.Conv2d(in_chans, width, 4, 4, bias=not (has_norm and norm == "batch"))
+    layers = [("conv", conv)]
+    if has_norm:
+        layers.append(("norm", make_norm(norm, width)))
+    if has_act:
+        layers.append(("act", make_act(act)))
+    if kind == "resnet":
+        layers.append(("pool", nn.MaxPool2d(3, 2, padding=1)))
+    return nn.Sequential(OrderedDict(layers))
 
 
 @dataclass(frozen=True)
@@ -150,19 +104,19 @@ class Block(nn.Module):
             has_norm = i - 1 in norm_after
             # A conv right before a BatchNorm has no bias, as in torchvision: the norm's shift replaces it.
             bias = not (has_norm and opts.norm == "batch")
-            layers.append((f"conv{i}", BlockConv2d(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias)))
+            layers.append((f"conv{i}", nn.Conv2d(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias)))
             if has_norm:
                 layers.append((f"norm{i}", make_norm(opts.norm, cout)))
             if i - 1 in act_after:
                 layers.append((f"act{i}", make_act(opts.act)))
-        self.branch = ConvNormSequential(OrderedDict(layers))
+        self.branch = nn.Sequential(OrderedDict(layers))
 
         if stride != 1 or in_channels != out_channels:
             bias = not (opts.shortcut_norm and opts.norm == "batch")
-            projection = [BlockConv2d(in_channels, out_channels, 1, stride, bias=bias)]
+            projection = [nn.Conv2d(in_channels, out_channels, 1, stride, bias=bias)]
             if opts.shortcut_norm:
                 projection.append(make_norm(opts.norm, out_channels))
-            self.shortcut = ConvNormSequential(*projection)
+            self.shortcut = nn.Sequential(*projection)
         else:
             self.shortcut = nn.Identity()
         self.layer_scale = (
@@ -175,13 +129,103 @@ class Block(nn.Module):
         branch = self.branch(x)
         if self.layer_scale is not None:
             branch = branch * self.layer_scale
-        branch, shortcut = self.drop_path(branch), self.shortcut(x)
-        # The residual add in place, as torchvision's: `branch` is a fresh tensor no backward reads (conv, norm,
-        # scale and drop path keep their inputs). Not when autocast left the two in different dtypes: that add
-        # promotes, and in place it would round the sum to the branch's dtype.
-        if branch.dtype == shortcut.dtype:
-            return self.act(branch.add_(shortcut))
-        return self.act(shortcut + branch)
+        return self.act(self.shortcut(x) + self.drop_path(branch))
+
+
+def make_stage(opts: BlockOptions, in_channels: int, width: int, depth: int, downsample: str | None,
+               downsample_norm: bool, drop_rates: Sequence[float]) -> nn.Sequential:
+    """[separate downsampling: norm + 2x2/2 conv] -> `depth` blocks; `strided` downsampling is the first block's
+    stride. `downsample` is None for the first stage, which keeps the stem's resolution."""
+    out_channels = opts.out_channels(width)
+    layers = []
+    if downsample == "separate":
+        down = [make_norm(opts.norm, in_channels)] if downsample_norm else []
+        layers.append(("downsample", nn.Sequential(*down, nn.Conv2d(in_channels, out_channels, 2, 2))))
+        in_channels = out_channels
+    stride = 2 if downsample == "strided" else 1
+    blocks = [Block(opts, in_channels if j == 0 else out_channels, width, stride if j == 0 else 1, drop_rates[j])
+              for j in range(depth)]
+    layers.append(("blocks", nn.Sequential(*blocks)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def make_head(channels: int, num_classes: int, norm: str, head_norm: bool) -> nn.Sequential:
+    """Global average pool -> [norm] -> linear classifier."""
+    head = [("pool", nn.AdaptiveAvgPool2d(1))]
+    if head_norm:
+        head.append(("norm", make_norm(norm, channels)))
+    head += [("flatten", nn.Flatten(1)), ("fc", nn.Linear(channels, num_classes))]
+    return nn.Sequential(OrderedDict(head))
+
+
+class RoadmapNet(nn.Module):
+    """Stem -> stages of blocks -> head."""
+
+    def __init__(
+        self,
+        *,
+        depths: Sequence[int] = (3, 4, 6, 3),
+        widths: Sequence[int] = (64, 128, 256, 512),
+        expansion: int = 4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        stem: str = "resnet",
+        patchify_norm: bool = True,
+        patchify_act: bool = False,
+        depthwise: bool = False,
+        block: str = "bottleneck",
+        kernel_size: int = 3,
+        act: str = "relu",
+        fewer_acts: bool = False,
+        norm: str = "batch",
+        fewer_norms: bool = False,
+        shortcut_norm: bool = True,
+        downsample: str = "strided",
+        downsample_norm: bool = True,
+        head_norm: bool = False,
+        layer_scale: float = 0.0,
+        drop_path: float = 0.0,
+        init: str = "resnet",
+        zero_init_last: bool = False,
+    ):
+        super().__init__()
+        check_arguments(
+            depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
+            layer_scale, drop_path, init, patchify_norm=patchify_norm, patchify_act=patchify_act,
+            depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
+            downsample_norm=downsample_norm, head_norm=head_norm, zero_init_last=zero_init_last,
+        )
+        opts = BlockOptions(block, expansion, kernel_size, depthwise, act, fewer_acts, norm, fewer_norms,
+                            shortcut_norm, layer_scale)
+        self.stem = make_stem(stem, in_chans, widths[0], norm, act, patchify_norm, patchify_act)
+
+        drop_rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        stages, channels = [], widths[0]
+        for i, (depth, width) in enumerate(zip(depths, widths)):
+            stage_rates, drop_rates = drop_rates[:depth], drop_rates[depth:]
+            stages.append(make_stage(opts, channels, width, depth, downsample if i > 0 else None, downsample_norm,
+                                     stage_rates))
+            channels = opts.out_channels(width)
+        self.stages = nn.Sequential(*stages)
+        self.head = make_head(channels, num_classes, norm, head_norm)
+        self._init_weights(init, zero_init_last)
+
+    def _init_weights(self, init: str, zero_init_last: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                if init == "convnext":
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                elif isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None and (init == "convnext" or isinstance(m, nn.Conv2d)):
+                    nn.init.zeros_(m.bias)
+            if zero_init_last and isinstance(m, Block):
+                # Every layer after that norm maps zero to zero (zero biases, ReLU/GELU): the branch starts at 0.
+                last_norm = [layer for layer in m.branch if isinstance(layer, (nn.BatchNorm2d, nn.LayerNorm))][-1]
+                nn.init.zeros_(last_norm.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
 
 
 def check_arguments(
@@ -223,104 +267,3 @@ def check_arguments(
 def min_input_size(num_stages: int) -> int:
     """Smallest input side every stem and downsampling layer can reduce without reaching zero."""
     return 4 * 2 ** (num_stages - 1)
-
-
-class RoadmapNet(nn.Module):
-    """Stem -> stages of blocks -> global average pool -> [norm] -> linear classifier."""
-
-    def __init__(
-        self,
-        *,
-        depths: Sequence[int] = (3, 4, 6, 3),
-        widths: Sequence[int] = (64, 128, 256, 512),
-        expansion: int = 4,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        stem: str = "resnet",
-        patchify_norm: bool = True,
-        patchify_act: bool = False,
-        depthwise: bool = False,
-        block: str = "bottleneck",
-        kernel_size: int = 3,
-        act: str = "relu",
-        fewer_acts: bool = False,
-        norm: str = "batch",
-        fewer_norms: bool = False,
-        shortcut_norm: bool = True,
-        downsample: str = "strided",
-        downsample_norm: bool = True,
-        head_norm: bool = False,
-        layer_scale: float = 0.0,
-        drop_path: float = 0.0,
-        init: str = "resnet",
-        zero_init_last: bool = False,
-    ):
-        super().__init__()
-        check_arguments(
-            depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
-            layer_scale, drop_path, init, patchify_norm=patchify_norm, patchify_act=patchify_act,
-            depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
-            downsample_norm=downsample_norm, head_norm=head_norm, zero_init_last=zero_init_last,
-        )
-        opts = BlockOptions(block, expansion, kernel_size, depthwise, act, fewer_acts, norm, fewer_norms,
-                            shortcut_norm, layer_scale)
-        self.stem = self._make_stem(stem, in_chans, widths[0], norm, act, patchify_norm, patchify_act)
-
-        drop_rates = torch.linspace(0, drop_path, sum(depths)).tolist()
-        stages, channels = [], widths[0]
-        for i, (depth, width) in enumerate(zip(depths, widths)):
-            out_channels = opts.out_channels(width)
-            layers = []
-            if i > 0 and downsample == "separate":
-                down = [make_norm(norm, channels)] if downsample_norm else []
-                layers.append(("downsample", nn.Sequential(*down, nn.Conv2d(channels, out_channels, 2, 2))))
-                channels = out_channels
-            stride = 2 if i > 0 and downsample == "strided" else 1
-            blocks = []
-            for j in range(depth):
-                blocks.append(Block(opts, channels, width, stride if j == 0 else 1, drop_rates.pop(0)))
-                channels = out_channels
-            layers.append(("blocks", nn.Sequential(*blocks)))
-            stages.append(nn.Sequential(OrderedDict(layers)))
-        self.stages = nn.Sequential(*stages)
-
-        head = [("pool", nn.AdaptiveAvgPool2d(1))]
-        if head_norm:
-            head.append(("norm", make_norm(norm, channels)))
-        head += [("flatten", nn.Flatten(1)), ("fc", nn.Linear(channels, num_classes))]
-        self.head = nn.Sequential(OrderedDict(head))
-        self._init_weights(init, zero_init_last)
-
-    @staticmethod
-    def _make_stem(kind: str, in_chans: int, width: int, norm: str, act: str, patchify_norm: bool,
-                   patchify_act: bool) -> ConvNormSequential:
-        if kind == "resnet":
-            has_norm, has_act, conv = True, True, nn.Conv2d(in_chans, width, 7, 2, padding=3, bias=norm != "batch")
-        else:
-            has_norm, has_act = patchify_norm, patchify_act
-            conv = nn.Conv2d(in_chans, width, 4, 4, bias=not (has_norm and norm == "batch"))
-        layers = [("conv", conv)]
-        if has_norm:
-            layers.append(("norm", make_norm(norm, width)))
-        if has_act:
-            layers.append(("act", make_act(act)))
-        if kind == "resnet":
-            layers.append(("pool", nn.MaxPool2d(3, 2, padding=1)))
-        return ConvNormSequential(OrderedDict(layers))
-
-    def _init_weights(self, init: str, zero_init_last: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                if init == "convnext":
-                    nn.init.trunc_normal_(m.weight, std=0.02)
-                elif isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None and (init == "convnext" or isinstance(m, nn.Conv2d)):
-                    nn.init.zeros_(m.bias)
-            if zero_init_last and isinstance(m, Block):
-                # Every layer after that norm maps zero to zero (zero biases, ReLU/GELU): the branch starts at 0.
-                last_norm = [layer for layer in m.branch if isinstance(layer, (nn.BatchNorm2d, nn.LayerNorm))][-1]
-                nn.init.zeros_(last_norm.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))

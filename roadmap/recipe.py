@@ -1,5 +1,6 @@
 """A training recipe as PyTorch objects: optimizer, per-iteration schedule, loss and batch mixing."""
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -8,9 +9,35 @@ from torch.optim import lr_scheduler
 from torchvision.transforms import v2
 
 
-def scaled_lr(recipe_cfg) -> float:
-    """The recipe's learning rate scaled linearly from its base batch to its global batch."""
-    return recipe_cfg.lr * recipe_cfg.batch / recipe_cfg.base_batch
+LR_SCALING = {"linear": lambda ratio: ratio, "sqrt": math.sqrt}
+
+
+def scaled_lr(recipe_cfg, budget_cfg) -> float:
+    """The recipe's learning rate, given at its base batch, at the budget's global batch: scaled by the budget's
+    rule for the recipe's optimizer (linear: x batch / base_batch; sqrt: x its square root)."""
+    rule = LR_SCALING[budget_cfg.lr_scaling[recipe_cfg.optimizer]]
+    return recipe_cfg.lr * rule(budget_cfg.batch / recipe_cfg.base_batch)
+
+
+def lr_rule(recipe_cfg, budget_cfg) -> str:
+    """How `scaled_lr` got its value, for the run's record: `4e-3 x sqrt(128/4096)`."""
+    rule = budget_cfg.lr_scaling[recipe_cfg.optimizer]
+    ratio = f"{budget_cfg.batch}/{recipe_cfg.base_batch}"
+    return f"{recipe_cfg.lr:g} x " + (f"sqrt({ratio})" if rule == "sqrt" else ratio) + f" ({rule}, {budget_cfg.name} budget)"
+
+
+REGULARIZERS = ("mixup_alpha", "cutmix_alpha", "randaugment_magnitude", "random_erasing", "label_smoothing")
+
+
+def as_trained(recipe_cfg, budget_cfg):
+    """The recipe as the budget trains it: each regulariser's strength times `budget.regularization` (1: the
+    recipe's own, 0: none)."""
+    trained, scale = recipe_cfg.copy(), budget_cfg.regularization
+    for key in REGULARIZERS:
+        value = recipe_cfg[key] * scale
+        trained[key] = round(value) if key == "randaugment_magnitude" else value
+    trained.randaugment = recipe_cfg.randaugment and trained.randaugment_magnitude > 0
+    return trained
 
 
 def _is_vector(param: torch.Tensor) -> bool:
@@ -27,26 +54,27 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, recipe_cfg) -> torch.optim.Optimizer:
-    groups, lr = param_groups(model, recipe_cfg.weight_decay), scaled_lr(recipe_cfg)
+def build_optimizer(model: nn.Module, recipe_cfg, budget_cfg) -> torch.optim.Optimizer:
+    groups, lr = param_groups(model, recipe_cfg.weight_decay), scaled_lr(recipe_cfg, budget_cfg)
     if recipe_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=recipe_cfg.momentum)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(recipe_cfg.betas))
 
 
-def schedule_iterations(recipe_cfg, steps_per_epoch: int) -> dict:
+def schedule_iterations(recipe_cfg, epochs: int, steps_per_epoch: int) -> dict:
     """Warmup length, milestones and total length in optimizer steps, the recipe's proportions kept at `epochs`."""
-    scale = recipe_cfg.epochs / recipe_cfg.reference_epochs * steps_per_epoch
+    scale = epochs / recipe_cfg.reference_epochs * steps_per_epoch
     return {
-        "total": recipe_cfg.epochs * steps_per_epoch,
+        "total": epochs * steps_per_epoch,
         "warmup": round(recipe_cfg.warmup_epochs * scale),
         "milestones": [round(m * scale) for m in recipe_cfg.get("milestones", [])],
     }
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, recipe_cfg, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe_cfg, epochs: int,
+                    steps_per_epoch: int) -> lr_scheduler.LRScheduler:
     """Stepped once per optimizer step: linear warmup from ~0, then cosine to min_lr or x gamma at each milestone."""
-    its = schedule_iterations(recipe_cfg, steps_per_epoch)
+    its = schedule_iterations(recipe_cfg, epochs, steps_per_epoch)
     warmup = its["warmup"]
     if recipe_cfg.schedule == "cosine":
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(its["total"] - warmup, 1), eta_min=recipe_cfg.min_lr)

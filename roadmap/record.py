@@ -7,6 +7,7 @@ writes; the others read.
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,7 +36,29 @@ FIELD_NOTES = {
     "gflops_conv_linear": "conv + linear multiply-accumulates: the paper's GFLOPs",
     "train_imgs_per_s": "training images per second over all processes, mean over epochs",
     "wall_seconds": "wall time of the run, summed over resumed attempts",
+    "warning": "null, or why a completed run did not learn (chance-level top-1 or an exploded training loss)",
 }
+
+
+# A training loss this many times that of a uniform guess has exploded, whatever the recipe's smoothing or mixing.
+EXPLODED_LOSS_FACTOR = 5
+
+
+def learning_warning(rows: list[dict], acc1: float, num_classes: int, test_images: int) -> str | None:
+    """Why a run that completed with finite losses did not learn, or None. It did not if its test top-1 is within
+    two standard errors (over `test_images`) of chance, 100 / num_classes, or if its last epoch's training loss
+    is more than EXPLODED_LOSS_FACTOR x ln(num_classes), the loss of a uniform guess, where training starts."""
+    chance = 1 / num_classes
+    reasons = []
+    if acc1 <= 100 * (chance + 2 * math.sqrt(chance * (1 - chance) / test_images)):
+        reasons.append(f"test top-1 {acc1:.2f}% is no better than chance ({100 * chance:.2f}% for {num_classes} "
+                       "classes)")
+    start, last = math.log(num_classes), rows[-1]["train_loss"]
+    if last > EXPLODED_LOSS_FACTOR * start:
+        reasons.append(f"training loss {last:.4g} in the last epoch, {last / start:.0f}x that of a uniform guess")
+    if not reasons:
+        return None
+    return f"did not learn: {'; '.join(reasons)}; try a lower recipe.lr or a smaller budget (budget=small)"
 
 
 def git_commit() -> str | None:
@@ -63,6 +86,11 @@ class RunRecord:
             return json.loads(self.result_path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+
+    def completed_result(self) -> dict | None:
+        """The result of a completed run, or None: the one test of whether a run is done (and not to be retrained)."""
+        result = self.read_result()
+        return result if result is not None and result.get("status") == "completed" else None
 
     def base_result(self, cfg: DictConfig, overrides: list[str]) -> dict:
         """The fields that say what was run."""
@@ -110,8 +138,11 @@ class SweepSummary(Callback):
                 skipped += 1  # launched by this sweep, found complete
         counts = Counter(r.get("status") for r in ran)
         not_completed = [r for r in ran if r.get("status") != "completed"]
-        for result in not_completed:
-            print(f"{result['status']}: {result['run_dir']}: {result.get('error')}", file=sys.stderr)
+        for result in ran:
+            if result in not_completed:
+                print(f"{result['status']}: {result['run_dir']}: {result.get('error')}", file=sys.stderr)
+            elif result.get("warning"):
+                print(f"warning: {result['run_dir']}: {result['warning']}", file=sys.stderr)
         print(f"sweep: {len(ran)} runs trained ({counts['completed']} completed, {counts['diverged']} diverged, "
               f"{counts['failed']} failed), {skipped} already complete; records under {sweep_dir}")
         if not_completed:

@@ -3,15 +3,24 @@
 Each step file lists its parent step first in its defaults list. The adopted path is the longest chain from the
 root (`resnet`); every other step is a side branch (the kernel sizes not adopted). Table order lists a step's
 children together, in natural order (kernel5, kernel7, kernel9, kernel11), then follows the adopted child.
+`STEPS`, `STEP_NAMES` and `ADOPTED_STEPS` are read on first use, not on import.
 """
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import yaml
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    # An installed package carries conf/ inside it (pyproject.toml maps it there); a checkout has it beside it.
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf").is_dir() else package.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,19 @@ def load_steps(conf_dir: Path = CONF_DIR) -> tuple[Step, ...]:
     return tuple(Step(name, parents[name], name in adopted) for name in order)
 
 
-STEPS = load_steps()
-STEP_NAMES = tuple(step.name for step in STEPS)
-ADOPTED_STEPS = tuple(step.name for step in STEPS if step.adopted)
+@cache
+def _roadmap_steps() -> tuple[Step, ...]:
+    return load_steps()
+
+
+LAZY = {
+    "STEPS": lambda: _roadmap_steps(),
+    "STEP_NAMES": lambda: tuple(step.name for step in _roadmap_steps()),
+    "ADOPTED_STEPS": lambda: tuple(step.name for step in _roadmap_steps() if step.adopted),
+}
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        return LAZY[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

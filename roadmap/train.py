@@ -1,29 +1,31 @@
 """Train and evaluate one roadmap variant: the whole run from a config to its record.
 
-One optimizer step consumes `recipe.batch` images whatever the hardware: each process takes its share of the
+One optimizer step consumes `budget.batch` images whatever the hardware: each process takes its share of the
 global batch in `accumulation` micro-batches of at most `runtime.batch_per_device`. Checkpoints are written at
 the end of every epoch; an interrupted run resumes from the last one.
 """
 
 import math
 import multiprocessing
+import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from roadmap import build_model, checkpoint, distributed, recipe
+from roadmap import build_model, checkpoint, distributed, recipe, tracking
 from roadmap.config import ConfigError
-from roadmap.data import build_splits
+from roadmap.data import Timed, build_splits, check_batch_fits
 from roadmap.flops import count_cost
-from roadmap.record import RunRecord
+from roadmap.record import RunRecord, learning_warning
 
 # Loader workers start the platform's usual way, not the way of the process this job runs in: a joblib (loky)
 # sweep worker's default start method cannot start them.
@@ -34,10 +36,31 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(setting: str) -> torch.device:
+    """The device `runtime.device` names for this process; ConfigError if this machine has none such."""
+    name = setting
+    if setting == "auto":
+        name = f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"runtime.device={setting!r}: must be auto, cpu, cuda or cuda:<index>") from None
+    if device.type != "cpu":
+        accelerator = torch.accelerator.current_accelerator()
+        count = torch.accelerator.device_count() if accelerator and accelerator.type == device.type else 0
+        if (device.index or 0) >= count:
+            raise ConfigError(f"runtime.device={setting}: this machine has no {name} ({count} {device.type} "
+                              "device(s)); use runtime.device=auto or cpu")
+    return device
+
+
+def loader_workers(setting: int | str) -> int:
+    """The DataLoader workers `runtime.workers` asks for; `auto`: the cores this process may run on (its affinity),
+    shared with the training processes of this machine that may run on them too, less one for the trainer."""
+    if setting != "auto":
+        return setting
+    cpus = os.sched_getaffinity(0)
+    return max(len(cpus) // distributed.processes_sharing(cpus) - 1, 0)
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -72,31 +95,33 @@ class Trainer:
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.recipe.ema_decay), use_buffers=True)
                     if cfg.recipe.ema else None)
         self.forward_model = distributed.wrap(self.model, self.device)
+        self.grads_to_none = not distributed.keeps_grads(self.forward_model)
         # Same initial weights everywhere (seeded before the model was built), then a random stream per process.
         torch.manual_seed(cfg.seed + self.rank)
         if rt.compile:
             self.forward_model = torch.compile(self.forward_model)
 
-        if cfg.recipe.batch % self.world_size:
-            raise ConfigError(f"recipe.batch={cfg.recipe.batch}: must be a multiple of the {self.world_size} processes")
+        if cfg.budget.batch % self.world_size:
+            raise ConfigError(f"budget.batch={cfg.budget.batch}: must be a multiple of the {self.world_size} processes")
+        check_batch_fits(splits, cfg.data, cfg.budget)  # then every epoch has at least one optimizer step
         self.loader_generator = torch.Generator()
-        self.accumulation = accumulation_steps(cfg.recipe.batch, rt.batch_per_device, self.world_size)
-        micro_batch = cfg.recipe.batch // self.world_size // self.accumulation
+        self.workers = loader_workers(rt.workers)
+        self.accumulation = accumulation_steps(cfg.budget.batch, rt.batch_per_device, self.world_size)
+        micro_batch = cfg.budget.batch // self.world_size // self.accumulation
         # Each process takes every world_size-th image of one permutation per epoch: whatever the number of
         # processes, an optimizer step sees the same global batch. drop_last (here and in the loader): every step
         # sees a full one, and MixUp/CutMix an even one.
         self.sampler = DistributedSampler(splits.train, num_replicas=self.world_size, rank=self.rank, shuffle=True,
                                           seed=cfg.seed, drop_last=True)
-        self.train_loader = self._loader(splits.train, micro_batch, sampler=self.sampler)
+        self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
+                                         persistent=not rt.deterministic)
         self.steps_per_epoch = len(self.train_loader) // self.accumulation
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"recipe.batch={cfg.recipe.batch}: larger than the {len(splits.train)} training images")
         eval_batch = rt.batch_per_device * 2
-        self.val_loader = self._loader(self._shard(splits.val), eval_batch)
+        self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
         self.test_loader = self._loader(self._shard(splits.test), eval_batch)
 
-        self.optimizer = recipe.build_optimizer(self.model, cfg.recipe)
-        self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, self.steps_per_epoch)
+        self.optimizer = recipe.build_optimizer(self.model, cfg.recipe, cfg.budget)
+        self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, cfg.budget.epochs, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = recipe.build_loss(cfg.recipe)
         self.mixer = recipe.build_mixer(cfg.recipe, cfg.data.num_classes)
@@ -105,12 +130,19 @@ class Trainer:
         """This process's share of an evaluation set: every image exactly once across processes, none padded."""
         return dataset if self.world_size == 1 else Subset(dataset, range(self.rank, len(dataset), self.world_size))
 
-    def _loader(self, dataset, batch_size: int, sampler: DistributedSampler | None = None) -> DataLoader:
-        """Training (with `sampler`): drop the last incomplete batch, draw worker seeds from the epoch's generator."""
-        training, workers = sampler is not None, self.cfg.runtime.workers
+    def _loader(self, dataset, batch_size: int, sampler: DistributedSampler | None = None,
+                persistent: bool = False) -> DataLoader:
+        """Training (with `sampler`): drop the last incomplete batch, draw worker seeds from the epoch's generator.
+        `persistent`: workers live from one epoch to the next. Not for training under `runtime.deterministic`: they
+        would go on with their random streams, which a resumed run, reseeding them, cannot reproduce."""
+        training, workers = sampler is not None, self.workers
+        # At least 4 batches in flight, 2 per worker with several: a slow batch (RandAugment's costlier ops) does not
+        # stall training.
+        extra = {"persistent_workers": persistent, "prefetch_factor": max(2, 4 // workers),
+                 "multiprocessing_context": _WORKER_START_METHOD} if workers else {}
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=training, num_workers=workers,
                           pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else None,
-                          multiprocessing_context=_WORKER_START_METHOD if workers else None)
+                          **extra)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -136,45 +168,80 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.scaler.load_state_dict(state["scaler"])
 
-    def train_one_epoch(self, epoch: int) -> dict:
-        """One pass over the training split; raises Diverged on a non-finite loss."""
+    def train_one_epoch(self, epoch: int, log_steps: Callable[[list[tuple[int, dict]]], None] | None = None) -> dict:
+        """One pass over the training split; raises Diverged on a non-finite loss.
+
+        The losses stay on the device until they are read, every `runtime.sync_every` optimizer steps and at the
+        end of the epoch (one host sync, and under torchrun one all-reduce, each time): then the divergence check,
+        the progress bar and `log_steps` see every step, as (global step, {train/loss, train/lr}), the last step
+        read with `train/imgs_per_s` over the steps read.
+        """
         self.model.train()
         self.sampler.set_epoch(epoch)
         # Loader workers draw their seeds from this generator: reseeding it per epoch makes an epoch's
         # augmentations independent of how many epochs this process ran before (resume).
         self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
-        total_loss, seen, start = torch.zeros((), device=self.device), 0, time.perf_counter()
         micro_batches = self.steps_per_epoch * self.accumulation
-        bar = tqdm(self.train_loader, total=micro_batches, desc=f"epoch {epoch + 1}/{self.cfg.recipe.epochs}",
-                   disable=not self.cfg.runtime.progress or self.rank != 0, leave=False, dynamic_ncols=True)
-        for i, (images, labels) in enumerate(bar):
-            if i == micro_batches:
-                break
+        read_every = self.cfg.runtime.sync_every * self.accumulation
+        bar = tqdm(total=micro_batches, desc=f"epoch {epoch + 1}/{self.cfg.budget.epochs}", leave=False,
+                   disable=not self.cfg.runtime.progress or self.rank != 0, dynamic_ncols=True)
+        pending, lrs, step_losses = [], [], []  # unread micro-batch losses, their steps' lr, every step's loss
+        seen, load_seconds, waited = 0, 0.0, 0.0
+        start = window_start = time.perf_counter()
+        batches = iter(self.train_loader)
+        for i in range(micro_batches):
+            before = time.perf_counter()
+            images, labels, seconds = next(batches)
+            waited += time.perf_counter() - before
+            load_seconds += seconds.sum().item()  # a CPU tensor: no device sync
             images, labels = self._to_device(images, labels)
             if self.mixer is not None:
                 images, labels = self.mixer(images, labels)
             last_of_step = (i + 1) % self.accumulation == 0
             with distributed.no_sync_unless(self.forward_model, last_of_step), self._autocast():
                 loss = self.loss_fn(self.forward_model(images), labels)
-            # Every process stops together, whichever one met the non-finite loss.
-            if distributed.any_true(not torch.isfinite(loss)):
-                raise Diverged(f"training loss became {loss.item()} at epoch {epoch + 1}, "
-                               f"step {i // self.accumulation + 1} (lr {self.scheduler.get_last_lr()[0]:.3g})")
             self.scaler.scale(loss / self.accumulation).backward()
+            pending.append(loss.detach())
+            seen += len(images)
             if last_of_step:
+                lrs.append(self.scheduler.get_last_lr()[0])
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=self.grads_to_none)
                 self.scheduler.step()
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
-            total_loss += loss.detach() * len(images)
-            seen += len(images)
-            if i % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if len(pending) == read_every or i + 1 == micro_batches:
+                losses = self._read_losses(pending, lrs, epoch, done=len(step_losses))
+                now = time.perf_counter()
+                if log_steps is not None:
+                    first = epoch * self.steps_per_epoch + len(step_losses) + 1
+                    steps = [(first + k, {"train/loss": value, "train/lr": lr}) for k, (value, lr) in
+                             enumerate(zip(losses, lrs))]
+                    steps[-1][1]["train/imgs_per_s"] = len(losses) * self.cfg.budget.batch / (now - window_start)
+                    log_steps(steps)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lrs[-1]:.2e}")
+                step_losses += losses
+                pending, lrs, window_start = [], [], now
+            bar.update()
+        bar.close()
         seconds = time.perf_counter() - start
-        total_loss, seen = distributed.all_sum([total_loss.item(), seen])
-        return {"train_loss": total_loss / seen, "train_imgs_per_s": seen / seconds}
+        seen, load_seconds, waited = distributed.all_sum([seen, load_seconds, waited])
+        return {"train_loss": sum(step_losses) / len(step_losses), "train_imgs_per_s": seen / seconds,
+                # decode + augment, each worker on a core of its own: what the loader could deliver
+                "loader_imgs_per_s": seen * max(self.workers, 1) / load_seconds,
+                "loader_wait_fraction": waited / (seconds * self.world_size)}
+
+    def _read_losses(self, pending: list[torch.Tensor], lrs: list[float], epoch: int, done: int) -> list[float]:
+        """Each optimizer step's loss, from its micro-batch losses in `pending`, averaged over the processes;
+        Diverged at the first one that is not finite, on every process alike."""
+        per_step = torch.stack(pending).view(-1, self.accumulation).mean(1).tolist()
+        losses = [value / self.world_size for value in distributed.all_sum(per_step)]
+        for k, (value, lr) in enumerate(zip(losses, lrs)):
+            if not math.isfinite(value):
+                raise Diverged(f"training loss became {value} at epoch {epoch + 1}, step {done + k + 1} "
+                               f"(lr {lr:.3g})")
+        return losses
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, desc: str) -> dict:
@@ -217,11 +284,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train and test the configured variant, recording into `run_dir`; the record of a completed run is
     returned untouched. Returns the result (`status`: completed, diverged or failed)."""
     record = RunRecord(run_dir, is_writer=distributed.rank() == 0)
-    previous = record.read_result()
-    if previous is not None and previous.get("status") == "completed":
-        return previous
+    completed = record.completed_result()
+    if completed is not None:
+        return completed
     configure_torch(cfg)
-    splits = build_splits(cfg.data, cfg.recipe)  # a DataError here leaves every file as it was
+    cfg = OmegaConf.merge(cfg, {"recipe": recipe.as_trained(cfg.recipe, cfg.budget)})
+    splits = build_splits(cfg.data, cfg.budget, cfg.recipe)  # a DataError here leaves every file as it was
     model = build_model(cfg.model)
     cost = count_cost(model, cfg.data.channels, cfg.data.image_size)
 
@@ -231,36 +299,22 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     result = record.base_result(cfg, overrides) | cost | {
         "input_size": cfg.data.image_size, "device": str(trainer.device),
         "world_size": trainer.world_size, "torch_threads": torch.get_num_threads(),
-        "global_batch": cfg.recipe.batch, "accumulation": trainer.accumulation,
-        "lr": recipe.scaled_lr(cfg.recipe), "splits": splits.description,
+        "global_batch": cfg.budget.batch, "accumulation": trainer.accumulation, "workers": trainer.workers,
+        "lr": recipe.scaled_lr(cfg.recipe, cfg.budget), "lr_rule": recipe.lr_rule(cfg.recipe, cfg.budget),
+        "recipe_as_trained": {key: cfg.recipe[key] for key in (*recipe.REGULARIZERS, "randaugment")}, "splits": splits.description,
     }
-    state = checkpoint.load(record.checkpoint_path)
-    rows, wall_before = [], 0.0
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        # Each process continues its own random stream (rank 0's when the number of processes changed).
-        rng = state["rng"]
-        checkpoint.set_rng_states(rng[trainer.rank] if len(rng) == trainer.world_size else rng[0])
-        rows, wall_before = state["metrics"], state["wall_seconds"]
-        print(f"resuming {run_dir} after epoch {len(rows)}", file=sys.stderr)
-    start = time.perf_counter()
-
-    def finish(status: str, **fields) -> dict:
-        peak_mb, peak_kind = _peak_memory_mb(trainer.device)
-        fields |= {"status": status, "epochs": len(rows), "wall_seconds": wall_before + time.perf_counter() - start,
-                   "peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind}
-        if rows:
-            best = max(rows, key=lambda r: r["val_acc1"])
-            fields |= {"best_acc1": best["val_acc1"], "best_epoch": best["epoch"],
-                       "train_imgs_per_s": sum(r["train_imgs_per_s"] for r in rows) / len(rows)}
-        record.write_result(result | fields)
-        return result | fields
+    state = checkpoint.RunState.load(record.checkpoint_path, trainer)
+    if state.epochs:
+        print(f"resuming {run_dir} after epoch {state.epochs}", file=sys.stderr)
+    trackers = tracking.Trackers(cfg, run_dir, state.epochs * trainer.steps_per_epoch + 1, record.is_writer)
+    loader_epochs = []  # the loader's speed in the epochs of this attempt
 
     try:
-        for epoch in range(len(rows), cfg.recipe.epochs):
+        for epoch in range(state.epochs, cfg.budget.epochs):
             epoch_start = time.perf_counter()
             lr = trainer.scheduler.get_last_lr()[0]
-            train_metrics = trainer.train_one_epoch(epoch)
+            train_metrics = trainer.train_one_epoch(epoch, trackers.log_steps)
+            loader_epochs.append(train_metrics)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_metrics["train_loss"]}
             val = trainer.evaluate(trainer.model, trainer.val_loader, "val")
             row |= {"val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"]}
@@ -269,23 +323,31 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
                 row |= {f"ema_val_{k}": v for k, v in ema_val.items()}
             row |= {"epoch_seconds": time.perf_counter() - epoch_start,
                     "train_imgs_per_s": train_metrics["train_imgs_per_s"]}
-            rows.append(row)
-            rng = distributed.gather_states(checkpoint.rng_states())
-            if record.is_writer:
-                checkpoint.save(record.checkpoint_path, {
-                    "trainer": trainer.state_dict(), "rng": rng, "metrics": rows,
-                    "wall_seconds": wall_before + time.perf_counter() - start,
-                })
-            record.write_metrics(rows)
-            print(f"epoch {epoch + 1}/{cfg.recipe.epochs}: train loss {row['train_loss']:.4f}, "
+            state.metrics.append(row)
+            state.save(record.checkpoint_path, trainer, record.is_writer)
+            record.write_metrics(state.metrics)
+            trackers.log_epoch((epoch + 1) * trainer.steps_per_epoch, row)
+            print(f"epoch {epoch + 1}/{cfg.budget.epochs}: train loss {row['train_loss']:.4f}, "
                   f"val acc1 {row['val_acc1']:.2f}%, {row['train_imgs_per_s']:.0f} img/s", file=sys.stderr)
             distributed.barrier()
     except Diverged as e:
-        return finish("diverged", error=str(e))
+        status, fields = "diverged", {"error": str(e)}
+    except BaseException:
+        trackers.close("failed")  # resumed, the run logs on into the same MLflow run
+        raise
+    else:
+        test = trainer.evaluate(trainer.model, trainer.test_loader, "test")
+        status, fields = "completed", {"acc1": test["acc1"], "acc5": test["acc5"], "test_loss": test["loss"]}
+        if trainer.ema is not None:
+            ema_test = trainer.evaluate(trainer.ema.module, trainer.test_loader, "test (EMA)")
+            fields |= {"ema_acc1": ema_test["acc1"], "ema_acc5": ema_test["acc5"], "ema_test_loss": ema_test["loss"]}
+        fields["warning"] = learning_warning(state.metrics, test["acc1"], cfg.data.num_classes, len(splits.test))
 
-    test = trainer.evaluate(trainer.model, trainer.test_loader, "test")
-    fields = {"acc1": test["acc1"], "acc5": test["acc5"], "test_loss": test["loss"]}
-    if trainer.ema is not None:
-        ema_test = trainer.evaluate(trainer.ema.module, trainer.test_loader, "test (EMA)")
-        fields |= {"ema_acc1": ema_test["acc1"], "ema_acc5": ema_test["acc5"], "ema_test_loss": ema_test["loss"]}
-    return finish("completed", **fields)
+    peak_mb, peak_kind = _peak_memory_mb(trainer.device)
+    result |= fields | {"status": status} | state.summary() | {"peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind}
+    if loader_epochs:
+        result |= {key: sum(e[key] for e in loader_epochs) / len(loader_epochs)
+                   for key in ("loader_imgs_per_s", "loader_wait_fraction")}
+    trackers.close(status)
+    record.write_result(result)
+    return result

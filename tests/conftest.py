@@ -90,7 +90,7 @@ def fashion_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_run(fashion_root) -> list[str]:
     """Overrides for a run of seconds: a tiny network, 2 epochs of 8 steps, one process thread, no workers."""
-    return [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "recipe.batch=32", "recipe.epochs=2",
+    return [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "budget.batch=32", "budget.epochs=2",
             "runtime.batch_per_device=32", "runtime.workers=0", "runtime.threads=1", "runtime.progress=false"]
 
 

@@ -16,7 +16,7 @@ from analysis import __main__ as cli
 from analysis import aggregate, plots
 from roadmap import STEPS, compose
 
-SETTINGS = ["recipe.epochs=2"]
+SETTINGS = ["budget.epochs=2"]
 SEEDS = {  # (data, step) -> seeds run; statuses other than completed below
     **{("fashion_mnist", step.name): [0, 1, 2] for step in STEPS},
     ("fashion_mnist", "kernel9"): [0],
@@ -32,8 +32,10 @@ ABLATION = ("fashion_mnist", "sep_downsample", ("model.kernel_size=3",))  # Conv
 
 def fake_accuracy(data: str, step: str, seed: int, design: tuple = ()) -> float:
     """A deterministic accuracy that differs by dataset, step, seed and design change."""
-    base = {"fashion_mnist": 88.0, "cifar10": 70.0}[data] + 0.3 * [s.name for s in STEPS].index(step)
-    return round(base + 0.17 * seed + (seed % 2) * 0.05 - 0.4 * len(design), 4)
+    index = [s.name for s in STEPS].index(step)
+    base = {"fashion_mnist": 88.0, "cifar10": 70.0}[data] + 0.3 * index
+    seed_by_step = 0.11 * ((3 * seed + 5 * index) % 4)  # so that paired differences vary over seeds
+    return round(base + 0.17 * seed + (seed % 2) * 0.05 + seed_by_step - 0.4 * len(design), 4)
 
 
 @cache
@@ -123,15 +125,26 @@ def test_means_stds_and_counts_over_completed_seeds_per_dataset(outputs):
             assert math.isnan(row.acc1_std)
 
 
-def test_delta_is_against_the_parent_step(outputs):
+def completed_seeds(data: str, step: str) -> set[int]:
+    return {seed for seed in SEEDS.get((data, step), []) if (data, step, seed) not in NOT_COMPLETED}
+
+
+def test_delta_is_paired_by_seed_against_the_parent_step(outputs):
     table = pd.read_csv(outputs / "roadmap.csv")
     fmnist = table[table.data == "fashion_mnist"].set_index("step")
     parent_of = {step.name: step.parent for step in STEPS}
-    for step in ["modern_recipe", "kernel5", "kernel9", "gelu", "sep_downsample"]:
-        expected = (statistics.mean(completed_accuracies("fashion_mnist", step))
-                    - statistics.mean(completed_accuracies("fashion_mnist", parent_of[step])))
-        assert fmnist.loc[step, "delta_acc1"] == pytest.approx(expected)
+    for step in ["modern_recipe", "kernel5", "kernel9", "gelu", "fewer_acts", "sep_downsample"]:
+        parent = parent_of[step]
+        seeds = sorted(completed_seeds("fashion_mnist", step) & completed_seeds("fashion_mnist", parent))
+        differences = [fake_accuracy("fashion_mnist", step, s) - fake_accuracy("fashion_mnist", parent, s)
+                       for s in seeds]
+        row = fmnist.loc[step]
+        assert row.delta_acc1 == pytest.approx(statistics.mean(differences))
+        assert row.delta_n == len(differences)
+        if len(differences) == 1:  # kernel9: one seed, no interval, nothing resolved
+            assert math.isnan(row.delta_ci95) and not row.resolved
     assert math.isnan(fmnist.loc["resnet", "delta_acc1"])
+    assert fmnist.loc["fewer_acts", "delta_n"] == 2  # gelu's seed 2 failed: only seeds 0 and 1 pair
     assert fmnist.loc["gelu", "paper_delta_acc1"] == pytest.approx(80.62 - 80.57)  # gelu builds on kernel7
 
 
@@ -164,26 +177,27 @@ def test_ablation_rows_are_named_and_compared_with_their_step(outputs):
 
 def test_markdown_headers_say_what_each_number_is(outputs):
     markdown = (outputs / "roadmap.md").read_text()
-    for text in ["top-1 (%) test, mean ± std over n seeds", "GFLOPs (fvcore conv+linear, at 32×32)",
+    for text in ["top-1 (%) test, mean ± 95% CI over n seeds", "paired by seed, ± 95% CI", "no (1 seed)", "GFLOPs (fvcore conv+linear, at 32×32)",
                  "train img/s (measured, cpu)", "paper GFLOPs (at 224×224)", "side branch, not adopted",
-                 "## tiny · fashion_mnist · recipe.epochs=2", "## tiny · cifar10 · recipe.epochs=2"]:
+                 "## tiny · fashion_mnist · budget.epochs=2", "## tiny · cifar10 · budget.epochs=2"]:
         assert text in markdown
 
 
 def test_every_file_is_written_and_pngs_have_the_expected_size(outputs):
     table = pd.read_csv(outputs / "roadmap.csv")
-    tables = {"results.csv", "roadmap.csv", "roadmap.md", "ablations.csv", "ablations.md"}
+    tables = {"results.csv", "roadmap.csv", "roadmap.md", "ablations.csv", "ablations.md",
+              "calibration_tiny_fashion_mnist_budget.epochs=2.json", "calibration_tiny_cifar10_budget.epochs=2.md"}
     assert tables <= {p.name for p in outputs.iterdir()}
     for data in ["fashion_mnist", "cifar10"]:
         rows = table[table.data == data]
         stages = rows.group.nunique()
         expected_inches = {
-            "roadmap": (12.0, 1.4 + plots.ROW_INCHES * (len(rows) + stages)),
+            "roadmap": (16.0, 1.6 + plots.ROW_INCHES * (len(rows) + stages)),
             "accuracy_vs_gflops": (13.0, 6.0),
             "curves": (13.0, 5.0),
         }
         for name, (width, height) in expected_inches.items():
-            image = imread(outputs / f"{name}_tiny_{data}_recipe.epochs=2.png")
+            image = imread(outputs / f"{name}_tiny_{data}_budget.epochs=2.png")
             assert image.shape[:2] == (round(height * plots.DPI), round(width * plots.DPI))
             assert image[..., :3].std() > 0.05  # something is drawn
     assert imread(outputs / "ablations.png").shape[0] > 0
@@ -198,6 +212,16 @@ def test_summaries_from_results_csv_equal_those_in_memory(records, outputs):
     in_memory = aggregate.roadmap_table(aggregate.load_runs([records / "sweep", records / "ablation"]))
     from_csv = aggregate.roadmap_table(pd.read_csv(outputs / "results.csv"))
     pd.testing.assert_frame_equal(in_memory, from_csv, check_dtype=False)
+
+
+def test_analysis_of_a_results_csv_equals_that_of_the_run_directories(outputs, tmp_path):
+    assert cli.main([str(outputs / "results.csv"), "--out", str(tmp_path)]) == 0
+    for name in ["roadmap.csv", "ablations.csv"]:
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name), pd.read_csv(outputs / name))
+    for name in ["roadmap.md", "calibration_tiny_fashion_mnist_budget.epochs=2.json",
+                 "calibration_tiny_cifar10_budget.epochs=2.md"]:
+        assert (tmp_path / name).read_text() == (outputs / name).read_text()
+    assert pd.read_csv(tmp_path / "results.csv").shape == pd.read_csv(outputs / "results.csv").shape
 
 
 def test_runs_that_failed_before_training_give_results_csv_only(tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_unknown_step_is_rejected(capsys):
 
 
 def test_data_pipeline_of_a_tiny_run(fashion_root, capsys):
-    run = [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "recipe.batch=32",
+    run = [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "budget.batch=32",
            "runtime.batch_per_device=32", "runtime.workers=0", "runtime.progress=false"]
     benchmark.main(["--no-models", "--data-pipeline", "--threads", "1", "--data-batches", "2", "--data-steps", "2",
                     "--data-override", *run])
@@ -101,3 +101,26 @@ def test_real_references_equal_our_endpoints_in_size():
     for r in rows:
         if r["source"] == "ours":
             assert all(o["params"] == r["params"] for o in rows if o["reference_of"] == r["reference_of"])
+
+
+def test_image_folder_mode_gives_img_per_core_and_cores_to_feed(capsys):
+    rows = benchmark.main(["--no-models", "--data-pipeline", "--image-folder", "--folder-images", "4",
+                           "--folder-rounds", "1", "--train-imgs-per-s", "1000"])
+    per_core = {r["recipe"]: r["imgs_per_s_per_core"] for r in rows if "imgs_per_s_per_core" in r}
+    assert set(per_core) == {"original", "modern"} and min(per_core.values()) > 0
+    assert [(r["recipe"], r["cores"]) for r in rows if "cores" in r] == [
+        (name, pytest.approx(1000 / per_core[name])) for name in ("original", "modern")]
+    assert "img/s per core" in capsys.readouterr().out
+
+
+def test_generated_jpegs_are_photo_sized_and_compress_like_photos(tmp_path):
+    from PIL import Image
+
+    stats = benchmark.write_jpeg_folder(tmp_path, 6)
+    files = sorted((tmp_path / "train").rglob("*.JPEG"))
+    assert len(files) == 6 and len(list((tmp_path / "val").rglob("*.JPEG"))) == 2
+    for path in files:
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and max(image.size) in (400, 500) and min(image.size) >= 300
+    # Bytes per pixel: noise takes ~3 at this quality, flat colour ~0.05; ImageNet's photos about 0.5-0.8.
+    assert 0.25 < stats["mean_kb"] * 1024 / stats["mean_pixels"] < 1.5

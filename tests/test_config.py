@@ -63,7 +63,7 @@ def test_command_line_beats_the_step():
         (["model.depths=[]", "model.widths=[]"], "model.depths=[]: must be a non-empty list"),
         (["model.drop_path=1.0"], "model.drop_path=1.0: must be in [0, 1)"),
         (["model.drop_path=-0.1"], "model.drop_path=-0.1: must be in [0, 1)"),
-        (["model.layer_scale=-1"], "model.layer_scale=-1: must be >= 0"),
+        (["model.layer_scale=-1"], "model.layer_scale=-1.0: must be >= 0"),
         (["model.depthwise=maybe"], "model.depthwise='maybe': must be true or false"),
         (["+model.attention=true"], "model.attention: unknown switch"),
         (["data.image_size=16"], "data.image_size=16: must be at least 32 for 4 stages"),
@@ -80,7 +80,8 @@ def test_bad_arguments_fail_before_any_module_is_built():
         roadmap.RoadmapNet(kernel_size=2)
 
 
-def test_zero_init_last_follows_the_data_configs_budget():
-    assert roadmap.compose([]).model.zero_init_last is True  # the Fashion-MNIST proxy
+def test_zero_init_last_is_the_budgets_choice_for_the_recipes_optimizer():
+    assert roadmap.compose([]).model.zero_init_last is True  # SGD on the Fashion-MNIST proxy
+    assert roadmap.compose(["+step=gelu"]).model.zero_init_last is False  # AdamW there: torchvision's init
     assert roadmap.compose(["data=imagefolder", "data.root=/data"]).model.zero_init_last is False  # the paper's
-    assert roadmap.compose(["model.zero_init_last=false"]).model.zero_init_last is False
+    assert roadmap.compose(["budget.zero_init_last.sgd=false"]).model.zero_init_last is False

@@ -10,7 +10,7 @@ from roadmap.data import DataError, build_splits, check_available
 
 def _splits(overrides):
     cfg = compose([*TINY_MODEL, *overrides])
-    return cfg, build_splits(cfg.data, cfg.recipe)
+    return cfg, build_splits(cfg.data, cfg.budget, cfg.recipe)
 
 
 def _check_sample(dataset, channels: int, size: int, num_classes: int) -> None:
@@ -20,7 +20,7 @@ def _check_sample(dataset, channels: int, size: int, num_classes: int) -> None:
 
 
 def test_fashion_mnist_splits(fashion_root):
-    cfg, splits = _splits([f"data.root={fashion_root}", "data.val_size=100", "data.train_subset=300"])
+    cfg, splits = _splits([f"data.root={fashion_root}", "data.val_size=100", "budget.train_subset=300"])
     assert (len(splits.train), len(splits.val), len(splits.test)) == (300, 100, 200)
     assert splits.description["test"]["source"] == "official test set"
     train_ids = set(splits.train.indices)

@@ -1,17 +1,22 @@
 """Data parallelism: two gloo processes on CPU train exactly what one process trains with the same global batch."""
 
+import os
+import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
-from conftest import REPO, run_cli
+import torch.multiprocessing
+from conftest import REPO, TINY_MODEL, run_cli
 
-from roadmap import checkpoint
+from roadmap import build_model, checkpoint, compose, distributed, train
+from roadmap.data import build_splits
 
 # BatchNorm-free (LayerNorm) and without random augmentation: the two runs see the same images in the same steps.
-SAME_RUN = ["+step=layernorm", "recipe=original", "recipe.batch=32", "recipe.epochs=2", "recipe.hflip=0",
-            "data.crop_scale=[1.0,1.0]", "data.val_size=101", "data.train_subset=128", "runtime.workers=0",
+SAME_RUN = ["+step=layernorm", "recipe=original", "budget.batch=32", "budget.epochs=2", "recipe.hflip=0",
+            "budget.crop_scale=[1.0,1.0]", "data.val_size=101", "budget.train_subset=128", "runtime.workers=0",
             "runtime.progress=false"]
 
 
@@ -41,3 +46,35 @@ def test_two_processes_train_what_one_process_trains(tiny_run, tmp_path):
     result = (tmp_path / "two" / "result.json").read_text()
     assert '"world_size": 2' in result and '"status": "completed"' in result
     assert two.stdout.count("test top-1") == 1
+
+
+def _train_one_epoch_each_format(rank: int, port: int, data_root: str) -> None:
+    """One process of two: an epoch of ConvNeXt (1x1 and depthwise kernels) in channels_last, then in NCHW."""
+    os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}
+    distributed.init()
+    torch.set_num_threads(1)
+    # DDP warns once per process: the NCHW epoch runs warning-free only if the channels_last one did too.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for channels_last in (True, False):
+            cfg = compose(["+step=sep_downsample", *TINY_MODEL, f"data.root={data_root}", "data.val_size=100",
+                           "budget.batch=32", "budget.train_subset=128", "runtime.batch_per_device=8",
+                           "runtime.workers=auto", "runtime.threads=1", "runtime.progress=false",
+                           f"runtime.channels_last={channels_last}"])
+            trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
+            trainer.train_one_epoch(0)
+            params = list(trainer.model.parameters())
+            # The gradients are views into DDP's few buckets, not tensors of their own copied into them.
+            assert len({p.grad.untyped_storage().data_ptr() for p in params}) < len(params) / 4
+    assert not [str(w.message) for w in caught if "strides" in str(w.message)]
+    # auto: the machine's cores shared by the two processes, less one each
+    assert trainer.workers == max(len(os.sched_getaffinity(0)) // 2 - 1, 0)
+    distributed.shutdown()
+
+
+def test_gradients_have_their_buckets_layout(fashion_root):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_train_one_epoch_each_format, args=(port, str(fashion_root)), nprocs=2)

@@ -27,4 +27,5 @@ def test_notebook_runs_on_a_fixture(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # roadmap, accuracy vs GFLOPs, curves
     markdown = [o.get("data", {}).get("text/markdown", "") for o in outputs]
-    assert any("top-1 (%) test, mean ± std over n seeds" in text for text in markdown)
+    assert any("top-1 (%) test, mean ± 95% CI over n seeds" in text for text in markdown)
+    assert any("Calibration against the paper" in text for text in markdown)

@@ -32,17 +32,22 @@ def test_no_weight_decay_on_biases_norms_and_layer_scale():
     assert len(decayed) + len(exempt) == len(list(model.parameters()))
 
 
-def test_linear_lr_scaling():
-    cfg = compose(["+step=modern_recipe", "recipe.batch=1024"])
-    assert recipe.scaled_lr(cfg.recipe) == pytest.approx(1e-3)
-    assert recipe.scaled_lr(compose(["recipe.batch=64"]).recipe) == pytest.approx(0.025)
+@pytest.mark.parametrize("overrides, lr", [
+    (["+step=modern_recipe", "budget=paper", "budget.batch=1024"], 4e-3 * 1024 / 4096),  # linear
+    (["+step=modern_recipe", "budget.batch=1024"], 4e-3 * (1024 / 4096) ** 0.5),  # the proxy's sqrt rule for AdamW
+    (["budget.batch=64"], 0.1 * 64 / 256),  # SGD: linear in every budget
+    (["+step=modern_recipe", "budget=paper"], 4e-3),  # the paper's own batch: the recipe's own lr
+])
+def test_lr_scales_by_the_budgets_rule_for_the_optimizer(overrides, lr):
+    cfg = compose(overrides)
+    assert recipe.scaled_lr(cfg.recipe, cfg.budget) == pytest.approx(lr)
 
 
 def test_warmup_cosine_per_iteration_keeps_the_proportions():
-    cfg = compose(["+step=modern_recipe", "recipe.epochs=30"])  # warmup: 20 of 300 epochs -> 2 of 30
-    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=recipe.scaled_lr(cfg.recipe))
-    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, steps_per_epoch=10), 300)
-    peak = recipe.scaled_lr(cfg.recipe)
+    cfg = compose(["+step=modern_recipe", "budget.epochs=30"])  # warmup: 20 of 300 epochs -> 2 of 30
+    peak = recipe.scaled_lr(cfg.recipe, cfg.budget)
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=peak)
+    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, steps_per_epoch=10), 300)
     assert lrs[0] == pytest.approx(peak / 20) and lrs[19] == pytest.approx(peak)
     assert all(a < b for a, b in zip(lrs[:20], lrs[1:20]))
     assert all(a >= b for a, b in zip(lrs[20:], lrs[21:]))
@@ -50,9 +55,9 @@ def test_warmup_cosine_per_iteration_keeps_the_proportions():
 
 
 def test_step_schedule_milestones_scale_with_epochs():
-    cfg = compose(["recipe.epochs=9"])  # milestones 30, 60 of 90 epochs -> 3, 6 of 9
+    cfg = compose(["budget.epochs=9"])  # milestones 30, 60 of 90 epochs -> 3, 6 of 9
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, steps_per_epoch=4), 36)
+    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, steps_per_epoch=4), 36)
     assert lrs[:12] == [pytest.approx(0.1)] * 12
     assert lrs[12:24] == [pytest.approx(0.01)] * 12
     assert lrs[24:] == [pytest.approx(0.001)] * 12
@@ -69,8 +74,8 @@ def test_label_smoothing():
 @pytest.fixture
 def modern_trainer(fashion_root):
     cfg = compose([*TINY_MODEL, "+step=modern_recipe", f"data.root={fashion_root}", "data.val_size=100",
-                   "recipe.batch=64", "runtime.batch_per_device=64", "runtime.workers=0", "runtime.progress=false"])
-    return Trainer(cfg, build_splits(cfg.data, cfg.recipe), build_model(cfg.model))
+                   "budget.batch=64", "runtime.batch_per_device=64", "runtime.workers=0", "runtime.progress=false"])
+    return Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
 
 
 def test_modern_recipe_augments_the_images(modern_trainer, monkeypatch):
@@ -78,7 +83,7 @@ def test_modern_recipe_augments_the_images(modern_trainer, monkeypatch):
     forward = v2.RandAugment.forward
     monkeypatch.setattr(v2.RandAugment, "forward", lambda self, *a: calls.append(1) or forward(self, *a))
     torch.manual_seed(0)
-    images, _ = next(iter(modern_trainer.train_loader))
+    images, _, _ = next(iter(modern_trainer.train_loader))  # (images, labels, loading seconds)
     assert len(calls) == len(images)  # RandAugment ran on every image
     # Random erasing (p=0.25) writes exact zeros over a rectangle of the normalised image.
     erased = [(image == 0).all(dim=0).sum() >= 4 for image in images]
@@ -86,7 +91,7 @@ def test_modern_recipe_augments_the_images(modern_trainer, monkeypatch):
 
 
 def test_modern_recipe_mixes_batches_and_targets(modern_trainer):
-    images, labels = next(iter(modern_trainer.train_loader))
+    images, labels, _ = next(iter(modern_trainer.train_loader))
     mixed_kinds = set()
     for seed in range(20):
         torch.manual_seed(seed)
@@ -111,4 +116,4 @@ def test_original_recipe_keeps_hard_labels(fashion_root):
     assert recipe.build_mixer(cfg.recipe, 10) is None
     assert recipe.build_loss(cfg.recipe).label_smoothing == 0
     assert not any(isinstance(t, (v2.RandAugment, v2.RandomErasing))
-                   for t in build_splits(cfg.data, cfg.recipe).train.transform.transforms)
+                   for t in build_splits(cfg.data, cfg.budget, cfg.recipe).train.transform.transforms)

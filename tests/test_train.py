@@ -25,7 +25,7 @@ def _metrics(run_dir):
 
 
 def test_training_learns_and_records_everything(tiny_run, tmp_path):
-    overrides = [*tiny_run, "recipe.epochs=3", "recipe.ema=true", "recipe.ema_decay=0.9"]
+    overrides = [*tiny_run, "budget.epochs=3", "recipe.ema=true", "recipe.ema_decay=0.9"]
     result = _run(overrides, tmp_path)
     assert result["status"] == "completed"
     saved = json.loads((tmp_path / "result.json").read_text())
@@ -41,16 +41,16 @@ def test_training_learns_and_records_everything(tiny_run, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
-    overrides = [*tiny_run, "recipe.epochs=3", "runtime.deterministic=true"]
+    overrides = [*tiny_run, "budget.epochs=3", "runtime.deterministic=true"]
     uninterrupted = _run(overrides, tmp_path / "whole")
 
     train_one_epoch = train.Trainer.train_one_epoch
 
-    def interrupted_in_epoch_two(self, epoch):
+    def interrupted_in_epoch_two(self, epoch, *args, **kwargs):
         if epoch == 1:
             torch.rand(100)  # consume some randomness, as the lost partial epoch did
             raise KeyboardInterrupt
-        return train_one_epoch(self, epoch)
+        return train_one_epoch(self, epoch, *args, **kwargs)
 
     monkeypatch.setattr(train.Trainer, "train_one_epoch", interrupted_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
@@ -85,9 +85,9 @@ def test_non_finite_loss_stops_the_run_as_diverged(tiny_run, tmp_path):
 def test_gradient_accumulation_reaches_the_global_batch(tiny_run):
     assert train.accumulation_steps(global_batch=4096, batch_per_device=128, world_size=8) == 4
     assert train.accumulation_steps(global_batch=96, batch_per_device=64, world_size=1) == 2  # 2 x 48
-    cfg = compose([*tiny_run, "recipe.batch=64", "runtime.batch_per_device=16"])
+    cfg = compose([*tiny_run, "budget.batch=64", "runtime.batch_per_device=16"])
     from roadmap import build_model
     from roadmap.data import build_splits
 
-    trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.recipe), build_model(cfg.model))
+    trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
     assert trainer.accumulation == 4 and trainer.train_loader.batch_size == 16 and trainer.steps_per_epoch == 7

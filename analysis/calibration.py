@@ -1,0 +1,97 @@
+"""How far a proxy study agrees with the paper: the calibration block of one family of the roadmap table.
+
+- sign agreement: the paired change of each adopted step from its parent has the sign of the paper's change, over
+  every adopted step and over the large-effect ones (paper |Δ| >= LARGE_EFFECT), with how many of those are resolved
+  (their 95% interval excludes zero);
+- Spearman: the rank correlation of the steps' mean test top-1 with the paper's ImageNet top-1, side branches
+  included, and the steps whose change disagrees in sign.
+The score measures the proxy; it is not a knob to tune the proxy against.
+"""
+
+import json
+
+import pandas as pd
+
+from analysis import stats
+
+LARGE_EFFECT = 0.5  # paper |Δ top-1| (points) at which a step counts as a large effect
+
+
+def _steps_with_change(rows: pd.DataFrame) -> pd.DataFrame:
+    """Adopted steps with a parent, our paired change and the paper's change."""
+    adopted = rows[rows.adopted.fillna(False).astype(bool) & rows.parent.notna()]
+    return adopted[adopted.delta_acc1.notna() & adopted.paper_delta_acc1.notna()]
+
+
+def _agreement(rows: pd.DataFrame) -> dict:
+    agrees = (rows.delta_acc1 > 0) == (rows.paper_delta_acc1 > 0)
+    return {"agree": int(agrees.sum()), "of": len(rows), "fraction": float(agrees.mean()) if len(rows) else None}
+
+
+def calibration(rows: pd.DataFrame) -> dict:
+    """The calibration block of one family of `aggregate.roadmap_table`."""
+    changed = _steps_with_change(rows)
+    large = changed[changed.paper_delta_acc1.abs().round(2) >= LARGE_EFFECT]
+    agrees = (changed.delta_acc1 > 0) == (changed.paper_delta_acc1 > 0)
+    large_agrees = (large.delta_acc1 > 0) == (large.paper_delta_acc1 > 0)
+    ranked = rows[rows.acc1_mean.notna() & rows.paper_acc1.notna()]
+    spearman = stats.spearman(ranked.acc1_mean.reset_index(drop=True), ranked.paper_acc1.reset_index(drop=True))
+    return {
+        "roadmap": rows.roadmap.iloc[0], "data": rows.data.iloc[0], "settings": rows.settings.iloc[0],
+        "spearman": None if pd.isna(spearman) else round(spearman, 4),
+        "n_steps": len(ranked),
+        "n_seeds": int(rows.n.max()),
+        "n_seeds_min": int(rows.n.min()),
+        "sign_agreement_adopted": _agreement(changed),
+        "sign_agreement_large": _agreement(large),
+        "resolved_large": int(large.resolved.sum()),
+        "agree_and_resolved_large": int((large_agrees & large.resolved).sum()),
+        "large_effect_threshold": LARGE_EFFECT,
+        "disagreeing_steps": changed.step[~agrees].tolist(),
+        "steps": [{"step": r.step, "delta_acc1": round(r.delta_acc1, 3),
+                   "delta_ci95": None if pd.isna(r.delta_ci95) else round(r.delta_ci95, 3), "delta_n": int(r.delta_n),
+                   "resolved": bool(r.resolved), "paper_delta_acc1": r.paper_delta_acc1,
+                   "large": bool(abs(r.paper_delta_acc1) >= LARGE_EFFECT), "agrees": bool(a)}
+                  for r, a in zip(changed.itertuples(), agrees)],
+    }
+
+
+def to_json(block: dict) -> str:
+    return json.dumps(block, indent=2) + "\n"
+
+
+def summary_line(block: dict) -> str:
+    """One line for figures and the console."""
+    adopted, large = block["sign_agreement_adopted"], block["sign_agreement_large"]
+    spearman = "n/a" if block["spearman"] is None else f"{block['spearman']:.2f}"
+    seeds = f"{block['n_seeds']} seed(s)" + (f" ({block['n_seeds_min']} for some steps)"
+                                              if block["n_seeds_min"] != block["n_seeds"] else "")
+    return (f"sign agrees with the paper on {adopted['agree']}/{adopted['of']} adopted steps and on "
+            f"{large['agree']}/{large['of']} large-effect ones ({block['agree_and_resolved_large']} of those resolved); "
+            f"Spearman {spearman} over {block['n_steps']} steps; {seeds}")
+
+
+def to_markdown(block: dict) -> str:
+    """calibration.md: the headline figures, then one row per adopted step."""
+    header = ["step", "Δ top-1 ours, paired ± 95% CI", "seeds", "resolved", "paper Δ", "large effect",
+              "sign agrees"]
+    body = []
+    for s in block["steps"]:
+        ours = f"{s['delta_acc1']:+.2f}" + ("" if s["delta_ci95"] is None else f" ± {s['delta_ci95']:.2f}")
+        body.append([s["step"], ours, str(s["delta_n"]), "yes" if s["resolved"] else "no",
+                     f"{s['paper_delta_acc1']:+.2f}", "yes" if s["large"] else "", "yes" if s["agrees"] else "**no**"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    disagreeing = ", ".join(block["disagreeing_steps"]) or "none"
+    return "\n".join([
+        f"## Calibration against the paper: {block['roadmap']} · {block['data']}"
+        + (f" · {block['settings']}" if block["settings"] else ""),
+        "",
+        f"- {summary_line(block)}.",
+        f"- Large effect: paper |Δ| >= {block['large_effect_threshold']} points; resolved: the paired 95% interval "
+        f"excludes zero ({block['resolved_large']} of the {block['sign_agreement_large']['of']} large-effect steps, "
+        f"whatever their sign).",
+        f"- Steps whose change disagrees in sign with the paper's: {disagreeing}.",
+        "",
+        *lines,
+    ]) + "\n"

@@ -1,0 +1,40 @@
+"""Seed statistics: a mean with its confidence interval, and the paired change between two steps.
+
+Runs of two steps with the same seed share their data order and initial random stream, so the change from the
+previous adopted step is measured per seed and its interval taken over those paired differences: the seed-to-seed
+spread that both steps share cancels. One seed gives a mean and no interval, and resolves nothing.
+"""
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def t_half_width(values) -> float:
+    """Half width of the two-sided Student-t confidence interval of the mean of `values`; NaN for fewer than 2."""
+    values = pd.Series(values, dtype=float).dropna()
+    n = len(values)
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+
+
+def paired_change(step_acc: pd.Series, parent_acc: pd.Series) -> dict:
+    """The change from `parent_acc` to `step_acc` (each indexed by seed) over the seeds both have: mean, interval
+    half width, number of pairs, and whether the interval excludes zero."""
+    differences = (step_acc - parent_acc).dropna()
+    half = t_half_width(differences)
+    mean = float(differences.mean()) if len(differences) else math.nan
+    return {"delta_acc1": mean, "delta_ci95": half, "delta_n": len(differences),
+            "resolved": bool(abs(mean) > half) if not math.isnan(half) else False}
+
+
+def spearman(ours: pd.Series, theirs: pd.Series) -> float:
+    """Spearman's rank correlation over the entries both have (average ranks for ties); NaN below 3 entries."""
+    both = pd.concat([ours, theirs], axis=1).dropna()
+    if len(both) < 3:
+        return math.nan
+    return float(stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic)

@@ -1,0 +1,65 @@
+"""Budgets: a proxy changes exactly the settings it documents, at every step, and nothing a step decides."""
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from roadmap import STEP_NAMES, compose, recipe
+from roadmap.config import flatten
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+PROXIES = ["fmnist", "fmnist_study", "small", "cifar"]
+
+
+@cache
+def _resolved(overrides: tuple[str, ...]) -> dict:
+    return flatten(OmegaConf.to_container(compose(list(overrides)), resolve=True))
+
+
+def resolved(overrides: list[str]) -> dict:
+    return _resolved(tuple(overrides))
+
+
+@pytest.mark.parametrize("budget", PROXIES)
+def test_a_proxy_changes_only_budget_settings_at_every_step(budget):
+    # The one setting outside budget/ a budget decides: the init switch, read from budget.zero_init_last.
+    for step in STEP_NAMES if budget == "fmnist_study" else ["resnet", "gelu", "sep_downsample"]:
+        paper = resolved([f"+step={step}", "budget=paper"])
+        proxy = resolved([f"+step={step}", f"budget={budget}"])
+        changed = {key for key in paper.keys() | proxy.keys() if paper.get(key) != proxy.get(key)}
+        assert changed and all(key.startswith("budget.") for key in changed - {"model.zero_init_last"}), step
+        optimizer = proxy["recipe.optimizer"]
+        assert proxy["model.zero_init_last"] == proxy[f"budget.zero_init_last.{optimizer}"]
+
+
+@pytest.mark.parametrize("budget", PROXIES)
+def test_every_departure_from_the_paper_is_listed_in_the_readme(budget):
+    paper, proxy = resolved(["budget=paper"]), resolved([f"budget={budget}"])
+    changed = {key.split(".")[1] for key in proxy if key.startswith("budget.") and paper.get(key) != proxy[key]}
+    for key in changed - {"name"}:
+        assert f"`budget.{key}`" in README, key
+
+
+def test_the_recipe_as_trained_differs_only_in_the_budgets_regularisers():
+    cfg = compose(["+step=sep_downsample", "budget.regularization=0.5"])
+    trained = recipe.as_trained(cfg.recipe, cfg.budget)
+    changed = {key for key in cfg.recipe if trained[key] != cfg.recipe[key]}
+    assert changed == set(recipe.REGULARIZERS)
+    assert (trained.mixup_alpha, trained.label_smoothing, trained.randaugment_magnitude) == (0.4, 0.05, 4)
+    paper = compose(["+step=sep_downsample", "budget=paper"])
+    assert recipe.as_trained(paper.recipe, paper.budget) == paper.recipe  # the paper's budget changes nothing
+
+
+def test_no_regularisation_turns_every_regulariser_off():
+    cfg = compose(["+step=modern_recipe", "budget.regularization=0"])
+    trained = recipe.as_trained(cfg.recipe, cfg.budget)
+    assert not trained.randaugment and recipe.build_mixer(trained, 10) is None
+    assert trained.random_erasing == 0 and trained.label_smoothing == 0
+
+
+def test_one_spelling_per_setting():
+    for key in ["data.epochs=3", "recipe.epochs=3", "recipe.batch=64", "data.train_subset=10", "data.crop_scale=[1,1]"]:
+        with pytest.raises(Exception, match=key.split("=")[0].split(".")[1]):
+            compose([key])
