@@ -23,17 +23,16 @@ def _steps_with_change(rows: pd.DataFrame) -> pd.DataFrame:
     return adopted[adopted.delta_acc1.notna() & adopted.paper_delta_acc1.notna()]
 
 
-def _agreement(rows: pd.DataFrame) -> dict:
-    agrees = (rows.delta_acc1 > 0) == (rows.paper_delta_acc1 > 0)
-    return {"agree": int(agrees.sum()), "of": len(rows), "fraction": float(agrees.mean()) if len(rows) else None}
+def _agreement(agrees: pd.Series) -> dict:
+    return {"agree": int(agrees.sum()), "of": len(agrees), "fraction": float(agrees.mean()) if len(agrees) else None}
 
 
 def calibration(rows: pd.DataFrame) -> dict:
     """The calibration block of one family of `aggregate.roadmap_table`."""
     changed = _steps_with_change(rows)
-    large = changed[changed.paper_delta_acc1.abs().round(2) >= LARGE_EFFECT]
     agrees = (changed.delta_acc1 > 0) == (changed.paper_delta_acc1 > 0)
-    large_agrees = (large.delta_acc1 > 0) == (large.paper_delta_acc1 > 0)
+    is_large = changed.paper_delta_acc1.abs().round(2) >= LARGE_EFFECT
+    large, large_agrees = changed[is_large], agrees[is_large]
     ranked = rows[rows.acc1_mean.notna() & rows.paper_acc1.notna()]
     spearman = stats.spearman(ranked.acc1_mean.reset_index(drop=True), ranked.paper_acc1.reset_index(drop=True))
     return {
@@ -42,8 +41,8 @@ def calibration(rows: pd.DataFrame) -> dict:
         "n_steps": len(ranked),
         "n_seeds": int(rows.n.max()),
         "n_seeds_min": int(rows.n.min()),
-        "sign_agreement_adopted": _agreement(changed),
-        "sign_agreement_large": _agreement(large),
+        "sign_agreement_adopted": _agreement(agrees),
+        "sign_agreement_large": _agreement(large_agrees),
         "resolved_large": int(large.resolved.sum()),
         "agree_and_resolved_large": int((large_agrees & large.resolved).sum()),
         "large_effect_threshold": LARGE_EFFECT,
@@ -51,8 +50,8 @@ def calibration(rows: pd.DataFrame) -> dict:
         "steps": [{"step": r.step, "delta_acc1": round(r.delta_acc1, 3),
                    "delta_ci95": None if pd.isna(r.delta_ci95) else round(r.delta_ci95, 3), "delta_n": int(r.delta_n),
                    "resolved": bool(r.resolved), "paper_delta_acc1": r.paper_delta_acc1,
-                   "large": bool(abs(r.paper_delta_acc1) >= LARGE_EFFECT), "agrees": bool(a)}
-                  for r, a in zip(changed.itertuples(), agrees)],
+                   "large": bool(large_step), "agrees": bool(a)}
+                  for r, a, large_step in zip(changed.itertuples(), agrees, is_large)],
     }
 
 
