@@ -14,8 +14,9 @@ from roadmap import compose
 from roadmap.data import SOURCES, check_available
 
 
-def export(out: Path, n_train: int, n_test: int) -> None:
-    data_cfg = compose([]).data
+def export(out: Path, n_train: int, n_test: int, overrides: tuple[str, ...] = ()) -> None:
+    """The first `n_train` / `n_test` images of Fashion-MNIST (found as `run.py` finds it, `overrides` applied)."""
+    data_cfg = compose(list(overrides)).data
     check_available(data_cfg)
     train, test = SOURCES[data_cfg.name](data_cfg)
     for split, dataset, n in [("train", train, n_train), ("val", test, n_test)]:
