@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from experiments import ablations
 from roadmap import ADOPTED_STEPS, STEP_NAMES
 
-# The Fashion-MNIST proxy: its budget is conf/budget/fmnist_study.yaml. Its runs go one at a time on every core:
+# The Fashion-MNIST proxy: its budget is conf/budget/fmnist_7k.yaml. Its runs go one at a time on every core:
 # on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once (joblib) one every 3.1 min
 # (README).
-FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_study")
+FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_7k")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from roadmap import STEP_NAMES, compose, recipe
 from roadmap.config import flatten
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-PROXIES = ["fmnist", "fmnist_study", "small", "cifar"]
+PROXIES = ["fmnist", "fmnist_7k", "fmnist_16k", "small", "cifar"]
 
 
 @cache
@@ -25,7 +25,7 @@ def resolved(overrides: list[str]) -> dict:
 @pytest.mark.parametrize("budget", PROXIES)
 def test_a_proxy_changes_only_budget_settings_at_every_step(budget):
     # The one setting outside budget/ a budget decides: the init switch, read from budget.zero_init_last.
-    for step in STEP_NAMES if budget == "fmnist_study" else ["resnet", "gelu", "sep_downsample"]:
+    for step in STEP_NAMES if budget == "fmnist_7k" else ["resnet", "gelu", "sep_downsample"]:
         paper = resolved([f"+step={step}", "budget=paper"])
         proxy = resolved([f"+step={step}", f"budget={budget}"])
         changed = {key for key in paper.keys() | proxy.keys() if paper.get(key) != proxy.get(key)}

@@ -101,7 +101,7 @@ def test_a_bad_override_stops_the_study_before_any_run(tmp_path, capsys):
 def test_an_override_replaces_the_studys_own_for_that_key(tmp_path):
     (command,) = cli.sweep_commands(STUDIES["roadmap_fmnist"], tmp_path, 1, "tiny", ["+step=resnet", "budget.epochs=5"])
     assert [arg for arg in command if arg.startswith(("+step=", "budget.epochs="))] == ["+step=resnet", "budget.epochs=5"]
-    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "budget=fmnist_study"]
+    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "budget=fmnist_7k"]
 
 
 def test_lr_study_brackets_each_recipes_rate_by_a_factor_of_four(tmp_path):
