@@ -107,9 +107,10 @@ def _summary(result: dict) -> str:
         return f"{result['status']}: {result.get('error')}\n{where}"
     if result.get("warning"):
         where = f"warning: {result['warning']}\n{where}"
-    return (f"test top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  |  {result['params'] / 1e6:.2f}M params, "
-            f"{result['gflops_conv_linear']:.3f} GFLOPs (conv+linear) at {result['input_size']}px  |  "
-            f"{result['train_imgs_per_s']:.0f} train img/s  |  {result['wall_seconds'] / 60:.1f} min\n{where}")
+    return (f"test top-1 {result['test_acc1']:.2f}%  top-5 {result['test_acc5']:.2f}%  |  "
+            f"{result['params'] / 1e6:.2f}M params, {result['gflops_conv_linear']:.3f} GFLOPs (conv+linear) at "
+            f"{result['input_size']}px  |  {result['train_imgs_per_s']:.0f} train img/s  |  "
+            f"{result['wall_seconds'] / 60:.1f} min\n{where}")
 
 
 def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:

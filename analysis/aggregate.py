@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from analysis import stats
 from roadmap.config import flatten, override_key
+from roadmap.record import RENAMED_FIELDS, with_current_names
 from roadmap.steps import CONF_DIR, STEPS
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
@@ -28,8 +29,8 @@ GROUP = [*FAMILY, "step", "recipe", "design"]
 # switches. run.py's config lists them, to leave them out of run directory names.
 _NOT_SETTINGS = set(yaml.safe_load((CONF_DIR / "config.yaml").read_text())
                     ["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"])
-_SUMMARIZED = ["acc1", "acc5", "gflops_conv_linear", "gflops", "params", "train_imgs_per_s", "epochs", "input_size",
-               "device"]
+_SUMMARIZED = ["test_acc1", "test_acc5", "gflops_conv_linear", "gflops", "params", "train_imgs_per_s", "epochs",
+               "input_size", "device"]
 _STEP_ORDER = {step.name: i for i, step in enumerate(STEPS)}
 _PARENT = {step.name: step.parent for step in STEPS}
 _ADOPTED = {step.name: step.adopted for step in STEPS}
@@ -73,7 +74,7 @@ def load_run(result_path: Path) -> dict:
     shared key), then derived columns: run_dir, recipe, design, settings and `excluded` (why it is not averaged)."""
     run_dir = result_path.parent
     try:
-        record = json.loads(result_path.read_text())
+        record = with_current_names(json.loads(result_path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         record = {"status": "unreadable", "error": f"result.json: {e}"}
     config = _load_config(run_dir)
@@ -100,8 +101,8 @@ def exclusion_reason(row: dict) -> str:
     if status != "completed":
         error = str(row.get("error") or "").strip().splitlines()
         return f"{status}: {error[0]}" if error else str(status)
-    if pd.isna(row.get("acc1")):
-        return "completed without acc1"
+    if pd.isna(row.get("test_acc1")):
+        return "completed without test_acc1"
     return ""
 
 
@@ -110,13 +111,13 @@ def load_runs(paths) -> pd.DataFrame:
     committed result, whose run directories need not exist here)."""
     paths = [Path(p) for p in paths]
     text = {column: str for column in ["excluded", "design", "settings", "overrides", "error"]}
-    tables = [pd.read_csv(p, dtype=text).fillna({c: "" for c in text})
+    tables = [pd.read_csv(p, dtype=text).fillna({c: "" for c in text}).rename(columns=RENAMED_FIELDS)
               for p in paths if p.suffix == ".csv" and p.is_file()]
     records = [load_run(p) for p in find_results(p for p in paths if p.suffix != ".csv")]
     runs = pd.concat([pd.DataFrame(records), *tables], ignore_index=True) if tables else pd.DataFrame(records)
     if runs.empty:
         return runs
-    first = ["run_dir", "status", "excluded", *GROUP, "seed", "acc1", "acc5"]
+    first = ["run_dir", "status", "excluded", *GROUP, "seed", "test_acc1", "test_acc5"]
     return runs[[c for c in first if c in runs] + [c for c in runs if c not in first]]
 
 
@@ -151,12 +152,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     runs = _normalized(runs)
     included = runs[runs.excluded == ""]
     summary = included.groupby(GROUP, sort=False, dropna=False).agg(
-        n=("acc1", "size"),
-        acc1_mean=("acc1", "mean"),
-        acc1_std=("acc1", "std"),
-        acc1_ci95=("acc1", stats.t_half_width),
-        acc5_mean=("acc5", "mean"),
-        acc5_std=("acc5", "std"),
+        n=("test_acc1", "size"),
+        test_acc1_mean=("test_acc1", "mean"),
+        test_acc1_std=("test_acc1", "std"),
+        test_acc1_ci95=("test_acc1", stats.t_half_width),
+        test_acc5_mean=("test_acc5", "mean"),
+        test_acc5_std=("test_acc5", "std"),
         gflops_conv_linear=("gflops_conv_linear", "mean"),
         gflops=("gflops", "mean"),
         params=("params", "mean"),
@@ -188,14 +189,14 @@ def _paired_changes(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
     """Per step of `family`: the paired change in test top-1 from its parent over the seeds both ran."""
     plain = runs[(runs.excluded == "") & (runs.design == "")]
     plain = plain.merge(family[FAMILY].drop_duplicates(), on=FAMILY)
-    by_seed = plain.pivot_table(index="seed", columns="step", values="acc1", aggfunc="mean")
+    by_seed = plain.pivot_table(index="seed", columns="step", values="test_acc1", aggfunc="mean")
     rows = []
     for step in family.step:
         parent = _PARENT.get(step)
         if parent in by_seed and step in by_seed:
             rows.append({"step": step} | stats.paired_change(by_seed[step], by_seed[parent]))
         else:
-            rows.append({"step": step, "delta_acc1": float("nan"), "delta_ci95": float("nan"), "delta_n": 0,
+            rows.append({"step": step, "delta_test_acc1": float("nan"), "delta_ci95": float("nan"), "delta_n": 0,
                          "resolved": False})
     return pd.DataFrame(rows)
 
@@ -222,8 +223,8 @@ def roadmap_table(runs: pd.DataFrame) -> pd.DataFrame:
     if not families:
         return pd.DataFrame()
     table = pd.concat(families, ignore_index=True)
-    first = [*FAMILY, "order", "group", "step", "label", "adopted", "parent", "recipe", "n", "acc1_mean", "acc1_std",
-             "acc1_ci95", "delta_acc1", "delta_ci95", "delta_n", "resolved"]
+    first = [*FAMILY, "order", "group", "step", "label", "adopted", "parent", "recipe", "n", "test_acc1_mean",
+             "test_acc1_std", "test_acc1_ci95", "delta_test_acc1", "delta_ci95", "delta_n", "resolved"]
     return table[first + [c for c in table if c not in first]]
 
 
@@ -235,7 +236,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     summary = summarize(runs)
     if not (summary.design != "").any():
         return pd.DataFrame()
-    plain = summary[summary.design == ""].set_index([*FAMILY, "step"]).acc1_mean
+    plain = summary[summary.design == ""].set_index([*FAMILY, "step"]).test_acc1_mean
     rows = summary[summary.design != ""].copy()
     generated = {}
     for roadmap_name in rows.roadmap.unique():
@@ -244,12 +245,13 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     matches = [generated.get((r.roadmap, r.step, r.design)) for r in rows.itertuples()]
     rows["ablation"] = [a.name if a else design for a, design in zip(matches, rows.design)]
     rows["change"] = [a.change if a else "" for a in matches]
-    rows["base_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan")) for r in rows.itertuples()]
-    rows["delta_acc1"] = rows.acc1_mean - rows.base_acc1
+    rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))
+                              for r in rows.itertuples()]
+    rows["delta_test_acc1"] = rows.test_acc1_mean - rows.base_test_acc1
     rows = rows.sort_values(["step", "change"], key=lambda steps: steps.map(_STEP_ORDER).fillna(len(STEPS)),
                             kind="stable")
-    first = [*FAMILY, "step", "ablation", "change", "design", "recipe", "n", "acc1_mean", "acc1_std", "base_acc1",
-             "delta_acc1"]
+    first = [*FAMILY, "step", "ablation", "change", "design", "recipe", "n", "test_acc1_mean", "test_acc1_std",
+             "base_test_acc1", "delta_test_acc1"]
     return rows[first + [c for c in rows if c not in first]].reset_index(drop=True)
 
 
@@ -279,7 +281,7 @@ def _signed_interval(mean, half, digits: int = 2) -> str:
 
 
 def _resolved_mark(row) -> str:
-    if pd.isna(row.delta_acc1):
+    if pd.isna(row.delta_test_acc1):
         return ""
     return "yes" if row.resolved else ("no" if row.delta_n > 1 else "no (1 seed)")
 
@@ -305,7 +307,8 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
             body.append([
                 row.group if row.group != previous_group else "",
                 row.label if _ADOPTED.get(row.step, True) else f"{row.label} (side branch, not adopted)",
-                _mean_std(row.acc1_mean, row.acc1_ci95), str(row.n), _signed_interval(row.delta_acc1, row.delta_ci95),
+                _mean_std(row.test_acc1_mean, row.test_acc1_ci95), str(row.n),
+                _signed_interval(row.delta_test_acc1, row.delta_ci95),
                 _resolved_mark(row),
                 _number(row.gflops_conv_linear, 3), _number(row.params / 1e6, 2), _number(row.train_imgs_per_s, 0),
                 _mean_std(row.paper_acc1, row.paper_acc1_std), _signed(row.paper_delta_acc1, 2),
@@ -331,7 +334,8 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     for family, rows in table.groupby(FAMILY, sort=False):
         header = ["network", "ablation", "overrides", "top-1 (%) test, mean ± std over n seeds", "n",
                   "top-1 (%) of the step as is", "Δ top-1"]
-        body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.acc1_mean, row.acc1_std), str(row.n),
-                 _number(row.base_acc1, 2), _signed(row.delta_acc1, 2)] for row in rows.itertuples()]
+        body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.test_acc1_mean, row.test_acc1_std),
+                 str(row.n),
+                 _number(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)] for row in rows.itertuples()]
         sections.append("\n".join([f"## {family_name(family)}", "", *_markdown_rows(header, body)]))
     return "\n\n".join(sections) + "\n"

@@ -20,7 +20,7 @@ LARGE_EFFECT = 0.5  # paper |Δ top-1| (points) at which a step counts as a larg
 def _steps_with_change(rows: pd.DataFrame) -> pd.DataFrame:
     """Adopted steps with a parent, our paired change and the paper's change."""
     adopted = rows[rows.adopted.fillna(False).astype(bool) & rows.parent.notna()]
-    return adopted[adopted.delta_acc1.notna() & adopted.paper_delta_acc1.notna()]
+    return adopted[adopted.delta_test_acc1.notna() & adopted.paper_delta_acc1.notna()]
 
 
 def _agreement(agrees: pd.Series) -> dict:
@@ -30,11 +30,11 @@ def _agreement(agrees: pd.Series) -> dict:
 def calibration(rows: pd.DataFrame) -> dict:
     """The calibration block of one family of `aggregate.roadmap_table`."""
     changed = _steps_with_change(rows)
-    agrees = (changed.delta_acc1 > 0) == (changed.paper_delta_acc1 > 0)
+    agrees = (changed.delta_test_acc1 > 0) == (changed.paper_delta_acc1 > 0)
     is_large = changed.paper_delta_acc1.abs().round(2) >= LARGE_EFFECT
     large, large_agrees = changed[is_large], agrees[is_large]
-    ranked = rows[rows.acc1_mean.notna() & rows.paper_acc1.notna()]
-    spearman = stats.spearman(ranked.acc1_mean.reset_index(drop=True), ranked.paper_acc1.reset_index(drop=True))
+    ranked = rows[rows.test_acc1_mean.notna() & rows.paper_acc1.notna()]
+    spearman = stats.spearman(ranked.test_acc1_mean.reset_index(drop=True), ranked.paper_acc1.reset_index(drop=True))
     return {
         "roadmap": rows.roadmap.iloc[0], "data": rows.data.iloc[0], "settings": rows.settings.iloc[0],
         "spearman": None if pd.isna(spearman) else round(spearman, 4),
@@ -47,7 +47,7 @@ def calibration(rows: pd.DataFrame) -> dict:
         "agree_and_resolved_large": int((large_agrees & large.resolved).sum()),
         "large_effect_threshold": LARGE_EFFECT,
         "disagreeing_steps": changed.step[~agrees].tolist(),
-        "steps": [{"step": r.step, "delta_acc1": round(r.delta_acc1, 3),
+        "steps": [{"step": r.step, "delta_test_acc1": round(r.delta_test_acc1, 3),
                    "delta_ci95": None if pd.isna(r.delta_ci95) else round(r.delta_ci95, 3), "delta_n": int(r.delta_n),
                    "resolved": bool(r.resolved), "paper_delta_acc1": r.paper_delta_acc1,
                    "large": bool(large_step), "agrees": bool(a)}
@@ -76,7 +76,7 @@ def to_markdown(block: dict) -> str:
               "sign agrees"]
     body = []
     for s in block["steps"]:
-        ours = f"{s['delta_acc1']:+.2f}" + ("" if s["delta_ci95"] is None else f" ± {s['delta_ci95']:.2f}")
+        ours = f"{s['delta_test_acc1']:+.2f}" + ("" if s["delta_ci95"] is None else f" ± {s['delta_ci95']:.2f}")
         body.append([s["step"], ours, str(s["delta_n"]), "yes" if s["resolved"] else "no",
                      f"{s['paper_delta_acc1']:+.2f}", "yes" if s["large"] else "", "yes" if s["agrees"] else "**no**"])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -52,8 +52,8 @@ def _bars(ax, rows: pd.DataFrame, accuracy: str, accuracy_std: str, gflops: str)
             continue
         value, std, flops = getattr(row, accuracy), getattr(row, accuracy_std), getattr(row, gflops)
         adopted = _is_adopted(row)
-        ax.barh(y, value - left, left=left, height=0.7,
-                color=(ADOPTED_COLOR if accuracy == "acc1_mean" else PAPER_COLOR) if adopted else SIDE_BRANCH_COLOR,
+        color = (ADOPTED_COLOR if accuracy == "test_acc1_mean" else PAPER_COLOR) if adopted else SIDE_BRANCH_COLOR
+        ax.barh(y, value - left, left=left, height=0.7, color=color,
                 hatch=None if adopted else SIDE_BRANCH_HATCH, edgecolor="white" if adopted else "#808080",
                 xerr=None if pd.isna(std) else std, error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
         label = f"{value:.2f}"
@@ -90,7 +90,7 @@ def roadmap_figure(rows: pd.DataFrame, agreement: str | None = None) -> Figure:
     ratios = [3, 2, 3] if with_paper else [3, 2]
     axes = fig.subplots(1, len(ratios), sharey=True, squeeze=False, width_ratios=ratios)[0]
     size = ", ".join(sorted({str(s) for s in rows.input_size}))
-    _bars(axes[0], rows, "acc1_mean", "acc1_ci95", "gflops_conv_linear")
+    _bars(axes[0], rows, "test_acc1_mean", "test_acc1_ci95", "gflops_conv_linear")
     n = ", ".join(str(v) for v in sorted(rows.n.unique()))
     axes[0].set_xlabel(f"top-1 (%) on the test set,\nmean ± 95% CI over {n} seed(s)")
     axes[0].set_title(f"this project: {rows.data.iloc[0]}, GFLOPs at {size}×{size}", fontsize=10)
@@ -113,10 +113,10 @@ def _changes(ax, rows: pd.DataFrame, with_paper: bool) -> None:
     """Each step's paired change from its parent (95% CI; hollow where the interval includes zero) and, as
     diamonds, the paper's change."""
     for y, (kind, row) in enumerate(_slots(rows)):
-        if kind == "group" or pd.isna(row.delta_acc1):
+        if kind == "group" or pd.isna(row.delta_test_acc1):
             continue
         color = ADOPTED_COLOR if _is_adopted(row) else SIDE_BRANCH_COLOR
-        ax.barh(y, row.delta_acc1, height=0.6, color=color if row.resolved else "white", edgecolor=color,
+        ax.barh(y, row.delta_test_acc1, height=0.6, color=color if row.resolved else "white", edgecolor=color,
                 xerr=None if pd.isna(row.delta_ci95) else row.delta_ci95,
                 error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
         if with_paper and not pd.isna(row.paper_delta_acc1):
@@ -145,8 +145,9 @@ def accuracy_vs_gflops_figure(rows: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(13.0 if with_paper else 7.0, 6.0), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2 if with_paper else 1, squeeze=False)[0]
     size = ", ".join(sorted({str(s) for s in rows.input_size}))
-    panels = [(axes[0], "gflops_conv_linear", "acc1_mean", "acc1_ci95", f"this project: {rows.data.iloc[0]} at "
-               f"{size}×{size}", f"GFLOPs (fvcore conv+linear, at {size}×{size})")]
+    panels = [(axes[0], "gflops_conv_linear", "test_acc1_mean", "test_acc1_ci95",
+               f"this project: {rows.data.iloc[0]} at {size}×{size}",
+               f"GFLOPs (fvcore conv+linear, at {size}×{size})")]
     if with_paper:
         panels.append((axes[1], "paper_gflops", "paper_acc1", "paper_acc1_std", "paper: ImageNet-1K at 224×224",
                        "GFLOPs (at 224×224)"))
@@ -205,8 +206,9 @@ def ablation_figure(rows: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(8.0, 1.4 + ROW_INCHES * len(rows)), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     y = range(len(rows))
-    ax.barh(y, rows.delta_acc1.fillna(0), color=[ADOPTED_COLOR if d >= 0 else "#c44e52" for d in rows.delta_acc1],
-            xerr=rows.acc1_std.where(rows.n > 1), error_kw={"elinewidth": 1, "capsize": 2})
+    colors = [ADOPTED_COLOR if d >= 0 else "#c44e52" for d in rows.delta_test_acc1]
+    ax.barh(y, rows.delta_test_acc1.fillna(0), color=colors,
+            xerr=rows.test_acc1_std.where(rows.n > 1), error_kw={"elinewidth": 1, "capsize": 2})
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(list(y), [f"{r.ablation} ({r.step})" for r in rows.itertuples()], fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)

@@ -28,7 +28,7 @@ def paired_change(step_acc: pd.Series, parent_acc: pd.Series) -> dict:
     differences = (step_acc - parent_acc).dropna()
     half = t_half_width(differences)
     mean = float(differences.mean()) if len(differences) else math.nan
-    return {"delta_acc1": mean, "delta_ci95": half, "delta_n": len(differences),
+    return {"delta_test_acc1": mean, "delta_ci95": half, "delta_n": len(differences),
             "resolved": bool(abs(mean) > half) if not math.isnan(half) else False}
 
 

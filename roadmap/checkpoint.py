@@ -83,7 +83,7 @@ class RunState:
         fields = {"epochs": self.epochs, "wall_seconds": self.wall_seconds()}
         if self.metrics:
             best = max(self.metrics, key=lambda row: row["val_acc1"])
-            fields |= {"best_acc1": best["val_acc1"], "best_epoch": best["epoch"],
+            fields |= {"best_val_acc1": best["val_acc1"], "best_val_epoch": best["epoch"],
                        "train_imgs_per_s": sum(row["train_imgs_per_s"] for row in self.metrics) / self.epochs}
         return fields
 

@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 STEMS = ("resnet", "patchify")
-BLOCKS = ("bottleneck", "inverted", "moved_up")
+BLOCKS = ("bottleneck", "inverted", "move_up")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 NORMS = ("batch", "layer")
 DOWNSAMPLES = ("strided", "separate")
@@ -78,7 +78,7 @@ class BlockOptions:
 class Block(nn.Module):
     """y = act(shortcut(x) + drop_path(layer_scale * branch(x))), the last act off with `fewer_acts`.
 
-    The branch is three convs, 1x1 -> kxk -> 1x1 (`bottleneck`, `inverted`) or kxk -> 1x1 -> 1x1 (`moved_up`),
+    The branch is three convs, 1x1 -> kxk -> 1x1 (`bottleneck`, `inverted`) or kxk -> 1x1 -> 1x1 (`move_up`),
     each followed by a norm and, but for the last, an activation, unless `fewer_norms` / `fewer_acts` keep one.
     """
 
@@ -86,7 +86,7 @@ class Block(nn.Module):
         super().__init__()
         out_channels = opts.out_channels(width)
         hidden = width if opts.layout == "bottleneck" else width * opts.expansion
-        if opts.layout == "moved_up":
+        if opts.layout == "move_up":
             convs = [(in_channels, in_channels, opts.kernel_size, stride), (in_channels, hidden, 1, 1),
                      (hidden, out_channels, 1, 1)]
             kxk_index = 0

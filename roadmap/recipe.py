@@ -61,20 +61,21 @@ def build_optimizer(model: nn.Module, recipe_cfg, budget_cfg) -> torch.optim.Opt
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(recipe_cfg.betas))
 
 
-def schedule_iterations(recipe_cfg, epochs: int, steps_per_epoch: int) -> dict:
-    """Warmup length, milestones and total length in optimizer steps, the recipe's proportions kept at `epochs`."""
-    scale = epochs / recipe_cfg.reference_epochs * steps_per_epoch
+def schedule_iterations(recipe_cfg, epochs: int, iterations_per_epoch: int) -> dict:
+    """Warmup length, milestones and total length in iterations (optimizer steps), the recipe's proportions kept
+    at `epochs`."""
+    scale = epochs / recipe_cfg.reference_epochs * iterations_per_epoch
     return {
-        "total": epochs * steps_per_epoch,
+        "total": epochs * iterations_per_epoch,
         "warmup": round(recipe_cfg.warmup_epochs * scale),
         "milestones": [round(m * scale) for m in recipe_cfg.get("milestones", [])],
     }
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe_cfg, epochs: int,
-                    steps_per_epoch: int) -> lr_scheduler.LRScheduler:
-    """Stepped once per optimizer step: linear warmup from ~0, then cosine to min_lr or x gamma at each milestone."""
-    its = schedule_iterations(recipe_cfg, epochs, steps_per_epoch)
+                    iterations_per_epoch: int) -> lr_scheduler.LRScheduler:
+    """Stepped once per iteration: linear warmup from ~0, then cosine to min_lr or x gamma at each milestone."""
+    its = schedule_iterations(recipe_cfg, epochs, iterations_per_epoch)
     warmup = its["warmup"]
     if recipe_cfg.schedule == "cosine":
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(its["total"] - warmup, 1), eta_min=recipe_cfg.min_lr)

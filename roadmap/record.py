@@ -29,9 +29,9 @@ SWEEP_ID_ENV = "ROADMAP_SWEEP_ID"  # set by the sweep callback: marks the record
 
 # What the headline numbers of result.json measure.
 FIELD_NOTES = {
-    "acc1": "top-1 % on the test split, final weights",
-    "acc5": "top-5 % on the test split, final weights",
-    "best_acc1": "best per-epoch top-1 % on the val split (see best_epoch)",
+    "test_acc1": "top-1 % on the test split, final weights",
+    "test_acc5": "top-5 % on the test split, final weights",
+    "best_val_acc1": "best per-epoch top-1 % on the val split (see best_val_epoch)",
     "gflops": "fvcore total (conv, linear, norms, pooling) at input_size, batch 1, eval mode",
     "gflops_conv_linear": "conv + linear multiply-accumulates: the paper's GFLOPs",
     "train_imgs_per_s": "training images per second over all processes, mean over epochs",
@@ -40,18 +40,28 @@ FIELD_NOTES = {
 }
 
 
+# Fields of records written before their rename, and their names now: analysis reads both.
+RENAMED_FIELDS = {"acc1": "test_acc1", "acc5": "test_acc5", "ema_acc1": "ema_test_acc1", "ema_acc5": "ema_test_acc5",
+                  "best_acc1": "best_val_acc1", "best_epoch": "best_val_epoch"}
+
+
+def with_current_names(record: dict) -> dict:
+    """A record (result.json, or a row of results.csv) with its fields under today's names."""
+    return {RENAMED_FIELDS.get(key, key): value for key, value in record.items()}
+
+
 # A training loss this many times that of a uniform guess has exploded, whatever the recipe's smoothing or mixing.
 EXPLODED_LOSS_FACTOR = 5
 
 
-def learning_warning(rows: list[dict], acc1: float, num_classes: int, test_images: int) -> str | None:
+def learning_warning(rows: list[dict], test_acc1: float, num_classes: int, test_images: int) -> str | None:
     """Why a run that completed with finite losses did not learn, or None. It did not if its test top-1 is within
     two standard errors (over `test_images`) of chance, 100 / num_classes, or if its last epoch's training loss
     is more than EXPLODED_LOSS_FACTOR x ln(num_classes), the loss of a uniform guess, where training starts."""
     chance = 1 / num_classes
     reasons = []
-    if acc1 <= 100 * (chance + 2 * math.sqrt(chance * (1 - chance) / test_images)):
-        reasons.append(f"test top-1 {acc1:.2f}% is no better than chance ({100 * chance:.2f}% for {num_classes} "
+    if test_acc1 <= 100 * (chance + 2 * math.sqrt(chance * (1 - chance) / test_images)):
+        reasons.append(f"test top-1 {test_acc1:.2f}% is no better than chance ({100 * chance:.2f}% for {num_classes} "
                        "classes)")
     start, last = math.log(num_classes), rows[-1]["train_loss"]
     if last > EXPLODED_LOSS_FACTOR * start:
@@ -83,7 +93,7 @@ class RunRecord:
 
     def read_result(self) -> dict | None:
         try:
-            return json.loads(self.result_path.read_text())
+            return with_current_names(json.loads(self.result_path.read_text()))
         except (OSError, json.JSONDecodeError):
             return None
 

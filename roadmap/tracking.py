@@ -1,6 +1,6 @@
 """Experiment trackers beside the run directory's own record (`conf/logger/`): TensorBoard event files and an MLflow
-tracking store, both local files. Per optimizer step: `train/loss`, `train/lr` and `train/imgs_per_s`; per epoch:
-the metrics.csv row as `epoch/<column>`, at the optimizer step that ended the epoch. Only rank 0 logs.
+tracking store, both local files. Per iteration (optimizer step): `train/loss`, `train/lr` and `train/imgs_per_s`;
+per epoch: the metrics.csv row as `epoch/<column>`, at the iteration that ended the epoch. Only rank 0 logs.
 """
 
 import os
@@ -23,17 +23,18 @@ def _require(package: str, logger: str) -> None:
 class TensorBoard:
     """Event files in `<run dir>/tensorboard/`: `tensorboard --logdir runs/` shows every run."""
 
-    def __init__(self, run_dir: Path, first_step: int):
+    def __init__(self, run_dir: Path, first_iteration: int):
         _require("tensorboard", "tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
         # A resumed run drops what the interrupted attempt logged after its last checkpoint.
-        self.writer = SummaryWriter(run_dir / "tensorboard", purge_step=first_step if first_step > 1 else None)
+        purge_step = first_iteration if first_iteration > 1 else None  # TensorBoard's name for an iteration
+        self.writer = SummaryWriter(run_dir / "tensorboard", purge_step=purge_step)
 
-    def log(self, steps: list[tuple[int, dict[str, float]]]) -> None:
-        for step, values in steps:
+    def log(self, iterations: list[tuple[int, dict[str, float]]]) -> None:
+        for iteration, values in iterations:
             for name, value in values.items():
-                self.writer.add_scalar(name, value, step)
+                self.writer.add_scalar(name, value, iteration)
 
     def close(self, status: str) -> None:
         self.writer.close()
@@ -66,9 +67,9 @@ class MLflow:
         for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters a call
             self.client.log_batch(self.run_id, params=params[i:i + 100])
 
-    def log(self, steps: list[tuple[int, dict[str, float]]]) -> None:
+    def log(self, iterations: list[tuple[int, dict[str, float]]]) -> None:
         now = int(time.time() * 1000)
-        metrics = [self.metric(k, v, now, step) for step, values in steps for k, v in values.items()]
+        metrics = [self.metric(k, v, now, iteration) for iteration, values in iterations for k, v in values.items()]
         for i in range(0, len(metrics), 1000):  # and at most 1000 metrics
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
@@ -80,19 +81,19 @@ class MLflow:
 class Trackers:
     """The trackers `cfg.logger` names (none for `logger=csv`), fed by the training loop and the epoch loop."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, first_step: int, is_writer: bool):
+    def __init__(self, cfg: DictConfig, run_dir: Path, first_iteration: int, is_writer: bool):
         chosen, self.trackers = cfg.logger, []
         if is_writer and chosen.get("tensorboard") is not None:
-            self.trackers.append(TensorBoard(run_dir, first_step))
+            self.trackers.append(TensorBoard(run_dir, first_iteration))
         if is_writer and chosen.get("mlflow") is not None:
             self.trackers.append(MLflow(run_dir, cfg, chosen.mlflow.tracking_uri, chosen.mlflow.experiment))
 
-    def log_steps(self, steps: list[tuple[int, dict[str, float]]]) -> None:
+    def log_iterations(self, iterations: list[tuple[int, dict[str, float]]]) -> None:
         for tracker in self.trackers:
-            tracker.log(steps)
+            tracker.log(iterations)
 
-    def log_epoch(self, step: int, row: dict) -> None:
-        self.log_steps([(step, {f"epoch/{k}": float(v) for k, v in row.items()})])
+    def log_epoch(self, iteration: int, row: dict) -> None:
+        self.log_iterations([(iteration, {f"epoch/{k}": float(v) for k, v in row.items()})])
 
     def close(self, status: str) -> None:
         for tracker in self.trackers:

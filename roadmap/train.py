@@ -1,8 +1,9 @@
 """Train and evaluate one roadmap variant: the whole run from a config to its record.
 
-One optimizer step consumes `budget.batch` images whatever the hardware: each process takes its share of the
-global batch in `accumulation` micro-batches of at most `runtime.batch_per_device`. Checkpoints are written at
-the end of every epoch; an interrupted run resumes from the last one.
+One iteration (an optimizer step; "step" is a roadmap step) consumes `budget.batch` images whatever the hardware:
+each process takes its share of the global batch in `accumulation` micro-batches of at most
+`runtime.batch_per_device`. Checkpoints are written at the end of every epoch; an interrupted run resumes from the
+last one.
 """
 
 import math
@@ -73,8 +74,8 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def accumulation_steps(global_batch: int, batch_per_device: int, world_size: int) -> int:
-    """Micro-batches per optimizer step: the fewest that split each process's share into batches that fit."""
+def micro_batches_per_iteration(global_batch: int, batch_per_device: int, world_size: int) -> int:
+    """Micro-batches per iteration: the fewest that split each process's share into batches that fit."""
     per_process = global_batch // world_size
     return next(a for a in range(math.ceil(per_process / batch_per_device), per_process + 1) if per_process % a == 0)
 
@@ -103,25 +104,26 @@ class Trainer:
 
         if cfg.budget.batch % self.world_size:
             raise ConfigError(f"budget.batch={cfg.budget.batch}: must be a multiple of the {self.world_size} processes")
-        check_batch_fits(splits, cfg.data, cfg.budget)  # then every epoch has at least one optimizer step
+        check_batch_fits(splits, cfg.data, cfg.budget)  # then every epoch has at least one iteration
         self.loader_generator = torch.Generator()
         self.workers = loader_workers(rt.workers)
-        self.accumulation = accumulation_steps(cfg.budget.batch, rt.batch_per_device, self.world_size)
+        self.accumulation = micro_batches_per_iteration(cfg.budget.batch, rt.batch_per_device, self.world_size)
         micro_batch = cfg.budget.batch // self.world_size // self.accumulation
         # Each process takes every world_size-th image of one permutation per epoch: whatever the number of
-        # processes, an optimizer step sees the same global batch. drop_last (here and in the loader): every step
+        # processes, an iteration sees the same global batch. drop_last (here and in the loader): every iteration
         # sees a full one, and MixUp/CutMix an even one.
         self.sampler = DistributedSampler(splits.train, num_replicas=self.world_size, rank=self.rank, shuffle=True,
                                           seed=cfg.seed, drop_last=True)
         self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
                                          persistent=not rt.deterministic)
-        self.steps_per_epoch = len(self.train_loader) // self.accumulation
+        self.iterations_per_epoch = len(self.train_loader) // self.accumulation
         eval_batch = rt.batch_per_device * 2
         self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
         self.test_loader = self._loader(self._shard(splits.test), eval_batch)
 
         self.optimizer = recipe.build_optimizer(self.model, cfg.recipe, cfg.budget)
-        self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, cfg.budget.epochs, self.steps_per_epoch)
+        self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, cfg.budget.epochs,
+                                                self.iterations_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = recipe.build_loss(cfg.recipe)
         self.mixer = recipe.build_mixer(cfg.recipe, cfg.data.num_classes)
@@ -144,10 +146,12 @@ class Trainer:
                           pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else None,
                           **extra)
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
+        """The run's mixed-precision context (`runtime.amp`); a no-op when amp is off."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor):
+        """A batch on the run's device, the images in the model's memory format (channels_last or not)."""
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return images, labels.to(self.device, non_blocking=True)
 
@@ -168,24 +172,25 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.scaler.load_state_dict(state["scaler"])
 
-    def train_one_epoch(self, epoch: int, log_steps: Callable[[list[tuple[int, dict]]], None] | None = None) -> dict:
+    def train_one_epoch(self, epoch: int,
+                        log_iterations: Callable[[list[tuple[int, dict]]], None] | None = None) -> dict:
         """One pass over the training split; raises Diverged on a non-finite loss.
 
-        The losses stay on the device until they are read, every `runtime.sync_every` optimizer steps and at the
-        end of the epoch (one host sync, and under torchrun one all-reduce, each time): then the divergence check,
-        the progress bar and `log_steps` see every step, as (global step, {train/loss, train/lr}), the last step
-        read with `train/imgs_per_s` over the steps read.
+        The losses stay on the device until they are read, every `runtime.sync_every` iterations and at the end of
+        the epoch (one host sync, and under torchrun one all-reduce, each time): then the divergence check, the
+        progress bar and `log_iterations` see every iteration, as (iteration of the run, {train/loss, train/lr}),
+        the last one read with `train/imgs_per_s` over those read.
         """
         self.model.train()
         self.sampler.set_epoch(epoch)
         # Loader workers draw their seeds from this generator: reseeding it per epoch makes an epoch's
         # augmentations independent of how many epochs this process ran before (resume).
         self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
-        micro_batches = self.steps_per_epoch * self.accumulation
+        micro_batches = self.iterations_per_epoch * self.accumulation
         read_every = self.cfg.runtime.sync_every * self.accumulation
         bar = tqdm(total=micro_batches, desc=f"epoch {epoch + 1}/{self.cfg.budget.epochs}", leave=False,
                    disable=not self.cfg.runtime.progress or self.rank != 0, dynamic_ncols=True)
-        pending, lrs, step_losses = [], [], []  # unread micro-batch losses, their steps' lr, every step's loss
+        pending, lrs, iteration_losses = [], [], []  # unread micro-batch losses, their iterations' lr, every loss
         seen, load_seconds, waited = 0, 0.0, 0.0
         start = window_start = time.perf_counter()
         batches = iter(self.train_loader)
@@ -194,16 +199,16 @@ class Trainer:
             images, labels, seconds = next(batches)
             waited += time.perf_counter() - before
             load_seconds += seconds.sum().item()  # a CPU tensor: no device sync
-            images, labels = self._to_device(images, labels)
+            images, labels = self.to_device(images, labels)
             if self.mixer is not None:
                 images, labels = self.mixer(images, labels)
-            last_of_step = (i + 1) % self.accumulation == 0
-            with distributed.no_sync_unless(self.forward_model, last_of_step), self._autocast():
+            ends_iteration = (i + 1) % self.accumulation == 0
+            with distributed.no_sync_unless(self.forward_model, ends_iteration), self.autocast():
                 loss = self.loss_fn(self.forward_model(images), labels)
             self.scaler.scale(loss / self.accumulation).backward()
             pending.append(loss.detach())
             seen += len(images)
-            if last_of_step:
+            if ends_iteration:
                 lrs.append(self.scheduler.get_last_lr()[0])
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -212,34 +217,34 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
             if len(pending) == read_every or i + 1 == micro_batches:
-                losses = self._read_losses(pending, lrs, epoch, done=len(step_losses))
+                losses = self._read_losses(pending, lrs, epoch, done=len(iteration_losses))
                 now = time.perf_counter()
-                if log_steps is not None:
-                    first = epoch * self.steps_per_epoch + len(step_losses) + 1
-                    steps = [(first + k, {"train/loss": value, "train/lr": lr}) for k, (value, lr) in
-                             enumerate(zip(losses, lrs))]
-                    steps[-1][1]["train/imgs_per_s"] = len(losses) * self.cfg.budget.batch / (now - window_start)
-                    log_steps(steps)
+                if log_iterations is not None:
+                    first = epoch * self.iterations_per_epoch + len(iteration_losses) + 1
+                    logged = [(first + k, {"train/loss": value, "train/lr": lr}) for k, (value, lr) in
+                              enumerate(zip(losses, lrs))]
+                    logged[-1][1]["train/imgs_per_s"] = len(losses) * self.cfg.budget.batch / (now - window_start)
+                    log_iterations(logged)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lrs[-1]:.2e}")
-                step_losses += losses
+                iteration_losses += losses
                 pending, lrs, window_start = [], [], now
             bar.update()
         bar.close()
         seconds = time.perf_counter() - start
         seen, load_seconds, waited = distributed.all_sum([seen, load_seconds, waited])
-        return {"train_loss": sum(step_losses) / len(step_losses), "train_imgs_per_s": seen / seconds,
+        return {"train_loss": sum(iteration_losses) / len(iteration_losses), "train_imgs_per_s": seen / seconds,
                 # decode + augment, each worker on a core of its own: what the loader could deliver
                 "loader_imgs_per_s": seen * max(self.workers, 1) / load_seconds,
                 "loader_wait_fraction": waited / (seconds * self.world_size)}
 
     def _read_losses(self, pending: list[torch.Tensor], lrs: list[float], epoch: int, done: int) -> list[float]:
-        """Each optimizer step's loss, from its micro-batch losses in `pending`, averaged over the processes;
+        """Each iteration's loss, from its micro-batch losses in `pending`, averaged over the processes;
         Diverged at the first one that is not finite, on every process alike."""
-        per_step = torch.stack(pending).view(-1, self.accumulation).mean(1).tolist()
-        losses = [value / self.world_size for value in distributed.all_sum(per_step)]
+        per_iteration = torch.stack(pending).view(-1, self.accumulation).mean(1).tolist()
+        losses = [value / self.world_size for value in distributed.all_sum(per_iteration)]
         for k, (value, lr) in enumerate(zip(losses, lrs)):
             if not math.isfinite(value):
-                raise Diverged(f"training loss became {value} at epoch {epoch + 1}, step {done + k + 1} "
+                raise Diverged(f"training loss became {value} at epoch {epoch + 1}, iteration {done + k + 1} "
                                f"(lr {lr:.3g})")
         return losses
 
@@ -250,8 +255,8 @@ class Trainer:
         loss, correct1, correct5, count = 0.0, 0, 0, 0
         for images, labels in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                                    disable=not self.cfg.runtime.progress or self.rank != 0):
-            images, labels = self._to_device(images, labels)
-            with self._autocast():
+            images, labels = self.to_device(images, labels)
+            with self.autocast():
                 logits = model(images).float()
             loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -306,14 +311,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     state = checkpoint.RunState.load(record.checkpoint_path, trainer)
     if state.epochs:
         print(f"resuming {run_dir} after epoch {state.epochs}", file=sys.stderr)
-    trackers = tracking.Trackers(cfg, run_dir, state.epochs * trainer.steps_per_epoch + 1, record.is_writer)
+    trackers = tracking.Trackers(cfg, run_dir, state.epochs * trainer.iterations_per_epoch + 1, record.is_writer)
     loader_epochs = []  # the loader's speed in the epochs of this attempt
 
     try:
         for epoch in range(state.epochs, cfg.budget.epochs):
             epoch_start = time.perf_counter()
             lr = trainer.scheduler.get_last_lr()[0]
-            train_metrics = trainer.train_one_epoch(epoch, trackers.log_steps)
+            train_metrics = trainer.train_one_epoch(epoch, trackers.log_iterations)
             loader_epochs.append(train_metrics)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_metrics["train_loss"]}
             val = trainer.evaluate(trainer.model, trainer.val_loader, "val")
@@ -326,7 +331,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             state.metrics.append(row)
             state.save(record.checkpoint_path, trainer, record.is_writer)
             record.write_metrics(state.metrics)
-            trackers.log_epoch((epoch + 1) * trainer.steps_per_epoch, row)
+            trackers.log_epoch((epoch + 1) * trainer.iterations_per_epoch, row)
             print(f"epoch {epoch + 1}/{cfg.budget.epochs}: train loss {row['train_loss']:.4f}, "
                   f"val acc1 {row['val_acc1']:.2f}%, {row['train_imgs_per_s']:.0f} img/s", file=sys.stderr)
             distributed.barrier()
@@ -337,10 +342,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         raise
     else:
         test = trainer.evaluate(trainer.model, trainer.test_loader, "test")
-        status, fields = "completed", {"acc1": test["acc1"], "acc5": test["acc5"], "test_loss": test["loss"]}
+        status, fields = "completed", {f"test_{k}": v for k, v in test.items()}
         if trainer.ema is not None:
             ema_test = trainer.evaluate(trainer.ema.module, trainer.test_loader, "test (EMA)")
-            fields |= {"ema_acc1": ema_test["acc1"], "ema_acc5": ema_test["acc5"], "ema_test_loss": ema_test["loss"]}
+            fields |= {f"ema_test_{k}": v for k, v in ema_test.items()}
         fields["warning"] = learning_warning(state.metrics, test["acc1"], cfg.data.num_classes, len(splits.test))
 
     peak_mb, peak_kind = _peak_memory_mb(trainer.device)

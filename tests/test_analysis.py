@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import statistics
 from functools import cache
 from pathlib import Path
@@ -15,6 +16,7 @@ from omegaconf import OmegaConf
 from analysis import __main__ as cli
 from analysis import aggregate, plots
 from roadmap import STEPS, compose
+from roadmap.record import RENAMED_FIELDS
 
 SETTINGS = ["budget.epochs=2"]
 SEEDS = {  # (data, step) -> seeds run; statuses other than completed below
@@ -56,7 +58,7 @@ def write_run(root: Path, data: str, step: str, seed: int, design: tuple = (), e
     acc1 = fake_accuracy(data, step, seed, design)
     record = {
         "step": step, "roadmap": "tiny", "data": data, "seed": seed, "status": status, "error": error,
-        "acc1": acc1 if status == "completed" else None, "acc5": min(100.0, acc1 + 9), "best_acc1": acc1,
+        "test_acc1": acc1 if status == "completed" else None, "test_acc5": min(100.0, acc1 + 9), "best_val_acc1": acc1,
         "epochs": epochs, "params": 1_000_000 + 1000 * len(step), "gflops": 0.5,
         "gflops_conv_linear": 0.4 + 0.01 * len(step),
         "input_size": 32, "train_imgs_per_s": 500.0 + seed, "peak_mem_mb": 900.0, "wall_seconds": 60.0,
@@ -104,7 +106,7 @@ def completed_accuracies(data: str, step: str) -> list[float]:
 def test_results_csv_has_every_run_with_record_and_config_fields(records, outputs):
     runs = pd.read_csv(outputs / "results.csv")
     assert len(runs) == sum(map(len, SEEDS.values())) + 2 + 1
-    for column in ["step", "roadmap", "data", "seed", "status", "acc1", "gflops_conv_linear", "train_imgs_per_s",
+    for column in ["step", "roadmap", "data", "seed", "status", "test_acc1", "gflops_conv_linear", "train_imgs_per_s",
                    "git_commit", "an_extra_field", "model.kernel_size", "recipe.name", "run_dir", "excluded"]:
         assert column in runs, column
     kernel7 = runs[(runs.step == "kernel7") & (runs.data == "fashion_mnist") & runs.design.isna()]
@@ -118,11 +120,11 @@ def test_means_stds_and_counts_over_completed_seeds_per_dataset(outputs):
     for row in table.itertuples():
         accuracies = completed_accuracies(row.data, row.step)
         assert row.n == len(accuracies)
-        assert row.acc1_mean == pytest.approx(statistics.mean(accuracies))
+        assert row.test_acc1_mean == pytest.approx(statistics.mean(accuracies))
         if len(accuracies) > 1:
-            assert row.acc1_std == pytest.approx(statistics.stdev(accuracies))
+            assert row.test_acc1_std == pytest.approx(statistics.stdev(accuracies))
         else:
-            assert math.isnan(row.acc1_std)
+            assert math.isnan(row.test_acc1_std)
 
 
 def completed_seeds(data: str, step: str) -> set[int]:
@@ -139,11 +141,11 @@ def test_delta_is_paired_by_seed_against_the_parent_step(outputs):
         differences = [fake_accuracy("fashion_mnist", step, s) - fake_accuracy("fashion_mnist", parent, s)
                        for s in seeds]
         row = fmnist.loc[step]
-        assert row.delta_acc1 == pytest.approx(statistics.mean(differences))
+        assert row.delta_test_acc1 == pytest.approx(statistics.mean(differences))
         assert row.delta_n == len(differences)
         if len(differences) == 1:  # kernel9: one seed, no interval, nothing resolved
             assert math.isnan(row.delta_ci95) and not row.resolved
-    assert math.isnan(fmnist.loc["resnet", "delta_acc1"])
+    assert math.isnan(fmnist.loc["resnet", "delta_test_acc1"])
     assert fmnist.loc["fewer_acts", "delta_n"] == 2  # gelu's seed 2 failed: only seeds 0 and 1 pair
     assert fmnist.loc["gelu", "paper_delta_acc1"] == pytest.approx(80.62 - 80.57)  # gelu builds on kernel7
 
@@ -172,7 +174,7 @@ def test_ablation_rows_are_named_and_compared_with_their_step(outputs):
     data, step, design = ABLATION
     assert (row.step, row.ablation, row.design, row.n) == (step, "without_kernel7", "model.kernel_size=3", 2)
     mean = statistics.mean(fake_accuracy(data, step, seed, design) for seed in (0, 1))
-    assert row.delta_acc1 == pytest.approx(mean - statistics.mean(completed_accuracies(data, step)))
+    assert row.delta_test_acc1 == pytest.approx(mean - statistics.mean(completed_accuracies(data, step)))
 
 
 def test_markdown_headers_say_what_each_number_is(outputs):
@@ -224,6 +226,24 @@ def test_analysis_of_a_results_csv_equals_that_of_the_run_directories(outputs, t
     assert pd.read_csv(tmp_path / "results.csv").shape == pd.read_csv(outputs / "results.csv").shape
 
 
+def test_records_and_results_csv_written_before_the_field_rename_give_the_same_analysis(records, outputs, tmp_path):
+    old_name = {new: old for old, new in RENAMED_FIELDS.items()}
+    old_records = tmp_path / "old_records"
+    shutil.copytree(records / "sweep", old_records)
+    for path in old_records.rglob("result.json"):
+        if path.parent.name != "broken":
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({old_name.get(key, key): value for key, value in record.items()}))
+            assert "acc1" in path.read_text() and "test_acc1" not in path.read_text()
+    old_csv = tmp_path / "old_results.csv"
+    pd.read_csv(outputs / "results.csv").rename(columns=old_name).to_csv(old_csv, index=False)
+    for source in [old_records, old_csv]:
+        out = tmp_path / f"from_{source.name}"
+        assert cli.main([str(source), *([str(records / "ablation")] if source == old_records else []),
+                         "--out", str(out)]) == 0
+        pd.testing.assert_frame_equal(pd.read_csv(out / "roadmap.csv"), pd.read_csv(outputs / "roadmap.csv"))
+
+
 def test_runs_that_failed_before_training_give_results_csv_only(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "early_failure"
     run_dir.mkdir(parents=True)
@@ -239,8 +259,8 @@ def test_a_bar_too_short_for_its_gflops_gets_them_after_its_value(records):
     table = aggregate.roadmap_table(aggregate.load_runs([records / "sweep"]))
     _, rows = next(iter(table.groupby(aggregate.FAMILY, sort=False)))
     rows = rows.reset_index(drop=True)
-    rows.loc[1, "acc1_mean"] = rows.acc1_mean.min() - 30  # far below the others: a bar a few pixels long
+    rows.loc[1, "test_acc1_mean"] = rows.test_acc1_mean.min() - 30  # far below the others: a bar a few pixels long
     texts = [t.get_text() for t in plots.roadmap_figure(rows).axes[0].texts]
-    short, flops = f"{rows.acc1_mean[1]:.2f}", plots._gflops(rows.gflops_conv_linear[1])
+    short, flops = f"{rows.test_acc1_mean[1]:.2f}", plots._gflops(rows.gflops_conv_linear[1])
     assert f"{short}  ({flops} GFLOPs)" in texts
-    assert sum(t.endswith("GFLOPs") for t in texts) == rows.acc1_mean.notna().sum() - 1
+    assert sum(t.endswith("GFLOPs") for t in texts) == rows.test_acc1_mean.notna().sum() - 1

@@ -4,9 +4,10 @@ our/theirs ratios. Tiny networks and few rounds: these check what is reported, n
 import csv
 
 import pytest
-import torch
 
-from analysis import benchmark
+from analysis.benchmark import models, pipeline, report, timing
+from analysis.benchmark.__main__ import main
+from analysis.benchmark.settings import parse_settings
 from tests.conftest import TINY_MODEL
 
 SHARED_FIELDS = ["step", "roadmap", "device", "dtype", "batch", "input_size", "channels_last", "compile",
@@ -18,13 +19,13 @@ FAST = ["--batch", "2", "--size", "32", "--reps", "2", "--warmup", "1", "--threa
 def tiny_references(monkeypatch):
     """References replaced by our own tiny endpoints: the same network as ours, so the ratios are about 1."""
     step_of = {"resnet50": "resnet", "convnext_tiny": "sep_downsample"}
-    monkeypatch.setattr(benchmark, "reference_model", lambda source, arch, in_chans, num_classes: benchmark.our_model(
+    monkeypatch.setattr(models, "reference_model", lambda source, arch, in_chans, num_classes: models.our_model(
         step_of[arch], "tiny", in_chans, num_classes, 32, TINY_MODEL))
 
 
 def test_rows_settings_and_ratios(tiny_references, tmp_path, capsys):
     out = tmp_path / "bench.csv"
-    rows = benchmark.main(["--steps", "resnet", "layernorm", "sep_downsample", "--reference", "--timm", "--no-memory",
+    rows = main(["--steps", "resnet", "layernorm", "sep_downsample", "--reference", "--timm", "--no-memory",
                            "--csv", str(out), *FAST])
     printed = capsys.readouterr().out
     for setting in ["device cpu", "dtype fp32", "batch 2", "input 3x32x32", "channels_last", "compile False"]:
@@ -60,35 +61,62 @@ def test_rows_settings_and_ratios(tiny_references, tmp_path, capsys):
 
 
 def test_no_channels_last_and_step_only(tmp_path):
-    rows = benchmark.main(["--steps", "patchify", "--no-channels-last", "--no-memory", *FAST])
+    rows = main(["--steps", "patchify", "--no-channels-last", "--no-memory", *FAST])
     assert len(rows) == 1 and rows[0]["channels_last"] is False and rows[0]["reference_of"] == ""
 
 
 def test_peak_memory_counts_weights_and_activations():
-    args = benchmark.parse_args(["--steps", "resnet", *FAST])
-    model = benchmark.our_model("resnet", "tiny", 3, 1000, 32, TINY_MODEL)
-    case = benchmark.make_case("resnet", "ours", "resnet", None, model, {}, args, torch.device("cpu"), True, False)
-    peak, kind = benchmark.measure_peak_memory(case, args, torch.device("cpu"))
+    settings = parse_settings(["--steps", "resnet", "--device", "cpu", *FAST])
+    model = models.our_model("resnet", "tiny", 3, 1000, 32, TINY_MODEL)
+    case = models.make_case("resnet", "ours", "resnet", None, model, {}, settings, True)
+    peak = timing.measure_peak_memory(case, settings)
     params_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
     assert peak > 2 * params_mb  # weights, gradients and momentum at least
-    assert "train step" in kind
+    assert "train step" in timing.peak_memory_kind(settings.device)
+
+
+def test_cases_are_compared_with_the_cases_they_are_linked_to(tiny_references):
+    settings = parse_settings(["--steps", "resnet", "layernorm", "--reference", "--no-timm", "--compile",
+                               "--device", "cpu", *FAST])
+    cases = models.build_cases(settings)
+    ours = {(c.step, c.compiled): c for c in cases if c.source == "ours"}
+    refs = [c for c in cases if c.source != "ours"]
+    # our 2 steps and torchvision's resnet50 in both memory formats, each eager and compiled
+    assert len(ours) == 4 and len(refs) == 4
+    eager, compiled = ours["resnet", False], ours["resnet", True]
+    assert compiled.eager is eager and eager.eager is None and compiled.label == "resnet +compile"
+    assert eager.references == [r for r in refs if not r.compiled] and all(r.ours is eager for r in eager.references)
+    assert compiled.references == [r for r in refs if r.compiled]
+    assert all(r.ours is compiled for r in compiled.references)
+    assert ours["layernorm", False].references == [] and ours["layernorm", False].ours is None
+
+    nchw, cl = eager.references
+    for case, seconds in [(eager, 1.0), (compiled, 0.5), (nchw, 2.0), (cl, 3.0)]:
+        case.train_s, case.infer_s = [seconds] * 3, [seconds / 2] * 3
+    row = report.comparisons(eager)
+    assert (row["train_ratio"], row["infer_ratio"], row["train_ratio_of_medians"]) == (2.0, 2.0, 2.0)
+    assert row["ratio_against"] == "train: torchvision.resnet50 NCHW; infer: torchvision.resnet50 NCHW"
+    assert row["compile_train_gain"] == ""
+    assert report.comparisons(compiled)["compile_train_gain"] == 2.0  # eager time / compiled time
+    assert report.comparisons(cl)["train_ratio"] == 3.0 and report.comparisons(cl)["ratio_against"] == "ours: resnet"
+    assert set(report.comparisons(ours["layernorm", False]).values()) == {""}
 
 
 def test_paired_ratio_is_reference_time_over_ours():
-    assert benchmark.paired_ratio([1.0, 2.0, 1.0], [2.0, 2.0, 3.0]) == 2.0  # medians of 2, 1, 3
-    assert benchmark.paired_ratio([], [1.0]) != benchmark.paired_ratio([], [1.0])  # nan
+    assert report.paired_ratio([1.0, 2.0, 1.0], [2.0, 2.0, 3.0]) == 2.0  # medians of 2, 1, 3
+    assert report.paired_ratio([], [1.0]) != report.paired_ratio([], [1.0])  # nan
 
 
 def test_unknown_step_is_rejected(capsys):
     with pytest.raises(SystemExit):
-        benchmark.parse_args(["--steps", "resnet", "nope"])
+        parse_settings(["--steps", "resnet", "nope"])
     assert "unknown step nope" in capsys.readouterr().err
 
 
 def test_data_pipeline_of_a_tiny_run(fashion_root, capsys):
     run = [*TINY_MODEL, f"data.root={fashion_root}", "data.val_size=100", "budget.batch=32",
            "runtime.batch_per_device=32", "runtime.workers=0", "runtime.progress=false"]
-    benchmark.main(["--no-models", "--data-pipeline", "--threads", "1", "--data-batches", "2", "--data-steps", "2",
+    main(["--no-models", "--data-pipeline", "--threads", "1", "--data-batches", "2", "--data-steps", "2",
                     "--data-override", *run])
     printed = capsys.readouterr().out
     assert "DataLoader alone" in printed and "fed by the DataLoader" in printed and "batch 32" in printed
@@ -96,7 +124,7 @@ def test_data_pipeline_of_a_tiny_run(fashion_root, capsys):
 
 @pytest.mark.slow
 def test_real_references_equal_our_endpoints_in_size():
-    rows = benchmark.main(["--steps", "resnet", "sep_downsample", "--reference", "--no-timm", "--no-memory",
+    rows = main(["--steps", "resnet", "sep_downsample", "--reference", "--no-timm", "--no-memory",
                            "--batch", "2", "--size", "32", "--reps", "1", "--warmup", "0"])
     for r in rows:
         if r["source"] == "ours":
@@ -104,7 +132,7 @@ def test_real_references_equal_our_endpoints_in_size():
 
 
 def test_image_folder_mode_gives_img_per_core_and_cores_to_feed(capsys):
-    rows = benchmark.main(["--no-models", "--data-pipeline", "--image-folder", "--folder-images", "4",
+    rows = main(["--no-models", "--data-pipeline", "--image-folder", "--folder-images", "4",
                            "--folder-rounds", "1", "--train-imgs-per-s", "1000"])
     per_core = {r["recipe"]: r["imgs_per_s_per_core"] for r in rows if "imgs_per_s_per_core" in r}
     assert set(per_core) == {"original", "modern"} and min(per_core.values()) > 0
@@ -116,7 +144,7 @@ def test_image_folder_mode_gives_img_per_core_and_cores_to_feed(capsys):
 def test_generated_jpegs_are_photo_sized_and_compress_like_photos(tmp_path):
     from PIL import Image
 
-    stats = benchmark.write_jpeg_folder(tmp_path, 6)
+    stats = pipeline.write_jpeg_folder(tmp_path, 6)
     files = sorted((tmp_path / "train").rglob("*.JPEG"))
     assert len(files) == 6 and len(list((tmp_path / "val").rglob("*.JPEG"))) == 2
     for path in files:

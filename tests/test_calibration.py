@@ -28,7 +28,7 @@ def runs_frame() -> pd.DataFrame:
         {"run_dir": f"elsewhere/{step}/seed={seed}", "roadmap": "tiny", "data": "fashion_mnist", "settings": "",
          "design": "", "excluded": "",
          "status": "completed", "recipe": "original" if step == "resnet" else "modern", "step": step, "seed": seed,
-         "acc1": acc1, "acc5": 99.0}
+         "test_acc1": acc1, "test_acc5": 99.0}
         for step, accuracies in ACCURACY.items() for seed, acc1 in enumerate(accuracies)])
 
 
@@ -43,27 +43,28 @@ def table() -> pd.DataFrame:
 
 def test_mean_and_95_percent_interval_over_seeds(table):
     for step, accuracies in ACCURACY.items():
-        assert table.loc[step, "acc1_mean"] == pytest.approx(statistics.mean(accuracies))
-        assert table.loc[step, "acc1_ci95"] == pytest.approx(half_width(accuracies))
+        assert table.loc[step, "test_acc1_mean"] == pytest.approx(statistics.mean(accuracies))
+        assert table.loc[step, "test_acc1_ci95"] == pytest.approx(half_width(accuracies))
 
 
 def test_change_from_the_parent_is_paired_by_seed(table):
     for step, parent in PARENT.items():
         differences = [a - b for a, b in zip(ACCURACY[step], ACCURACY[parent])]
         half = half_width(differences)
-        assert table.loc[step, "delta_acc1"] == pytest.approx(statistics.mean(differences))
+        assert table.loc[step, "delta_test_acc1"] == pytest.approx(statistics.mean(differences))
         assert table.loc[step, "delta_ci95"] == pytest.approx(half)
         assert table.loc[step, "resolved"] == (abs(statistics.mean(differences)) > half)
     # The paired interval is far narrower than the unpaired one: the seeds' shared spread cancels.
-    assert table.loc["depthwise", "delta_ci95"] < table.loc["depthwise", "acc1_ci95"] / 2
+    assert table.loc["depthwise", "delta_ci95"] < table.loc["depthwise", "test_acc1_ci95"] / 2
     assert list(table.resolved[list(PARENT)]) == [True, False, True, True]
 
 
 def test_one_seed_gives_no_interval_and_resolves_nothing():
     runs = runs_frame()
     one_seed = aggregate.roadmap_table(runs[runs.seed == 0]).set_index("step")
-    assert one_seed.loc["depthwise", "delta_acc1"] == pytest.approx(-3.0)
-    assert math.isnan(one_seed.loc["depthwise", "delta_ci95"]) and math.isnan(one_seed.loc["depthwise", "acc1_ci95"])
+    assert one_seed.loc["depthwise", "delta_test_acc1"] == pytest.approx(-3.0)
+    assert math.isnan(one_seed.loc["depthwise", "delta_ci95"])
+    assert math.isnan(one_seed.loc["depthwise", "test_acc1_ci95"])
     assert not one_seed.resolved.any()
 
 

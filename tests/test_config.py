@@ -50,7 +50,7 @@ def test_command_line_beats_the_step():
     [
         (["+step=patchyfy"], "step=patchyfy: unknown step; choose one of resnet, modern_recipe"),
         (["+step=kernel7,nope"], "step=nope: unknown step"),
-        (["model.block=transformer"], "model.block='transformer': must be one of bottleneck, inverted, moved_up"),
+        (["model.block=transformer"], "model.block='transformer': must be one of bottleneck, inverted, move_up"),
         (["model.norm=group"], "model.norm='group': must be one of batch, layer"),
         (["model.act=swish"], "model.act='swish': must be one of relu, gelu"),
         (["model.stem=conv"], "model.stem='conv': must be one of resnet, patchify"),

@@ -27,7 +27,7 @@ def test_losses_are_read_every_sync_every_steps(tiny_run, reads):
     trainer = _trainer([*tiny_run, "budget.batch=32", "runtime.batch_per_device=16", "runtime.sync_every=4"])
     logged = []
     metrics = trainer.train_one_epoch(0, logged.extend)
-    assert trainer.accumulation == 2 and trainer.steps_per_epoch == 15
+    assert trainer.accumulation == 2 and trainer.iterations_per_epoch == 15
     # 15 steps: reads of 4, 4, 4 and 3 steps, then the epoch's images and loader times
     assert reads == [4, 4, 4, 3, 3]
     assert [step for step, _ in logged] == list(range(1, 16))
@@ -43,6 +43,6 @@ def test_first_non_finite_step_is_named_although_read_later(tiny_run, reads):
         return loss_fn(logits, labels) * (math.nan if len(calls) >= 6 else 1.0)
 
     trainer.loss_fn = nan_from_step_6
-    with pytest.raises(train.Diverged, match=r"training loss became nan at epoch 1, step 6 \(lr "):
+    with pytest.raises(train.Diverged, match=r"training loss became nan at epoch 1, iteration 6 \(lr "):
         trainer.train_one_epoch(0)
     assert len(calls) == 8 and len(reads) == 2  # found at the read after step 8

@@ -47,7 +47,7 @@ def test_warmup_cosine_per_iteration_keeps_the_proportions():
     cfg = compose(["+step=modern_recipe", "budget.epochs=30"])  # warmup: 20 of 300 epochs -> 2 of 30
     peak = recipe.scaled_lr(cfg.recipe, cfg.budget)
     optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=peak)
-    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, steps_per_epoch=10), 300)
+    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, iterations_per_epoch=10), 300)
     assert lrs[0] == pytest.approx(peak / 20) and lrs[19] == pytest.approx(peak)
     assert all(a < b for a, b in zip(lrs[:20], lrs[1:20]))
     assert all(a >= b for a, b in zip(lrs[20:], lrs[21:]))
@@ -57,7 +57,7 @@ def test_warmup_cosine_per_iteration_keeps_the_proportions():
 def test_step_schedule_milestones_scale_with_epochs():
     cfg = compose(["budget.epochs=9"])  # milestones 30, 60 of 90 epochs -> 3, 6 of 9
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, steps_per_epoch=4), 36)
+    lrs = _lrs(recipe.build_scheduler(optimizer, cfg.recipe, cfg.budget.epochs, iterations_per_epoch=4), 36)
     assert lrs[:12] == [pytest.approx(0.1)] * 12
     assert lrs[12:24] == [pytest.approx(0.01)] * 12
     assert lrs[24:] == [pytest.approx(0.001)] * 12

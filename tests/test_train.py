@@ -10,9 +10,9 @@ import torch
 from roadmap import checkpoint, compose, train
 from roadmap.record import METRICS_COLUMNS
 
-RESULT_FIELDS = {"step", "roadmap", "data", "seed", "status", "acc1", "acc5", "best_acc1", "epochs", "params", "gflops",
-                 "gflops_conv_linear", "input_size", "train_imgs_per_s", "peak_mem_mb", "wall_seconds", "device",
-                 "torch_version", "git_commit", "overrides"}
+RESULT_FIELDS = {"step", "roadmap", "data", "seed", "status", "test_acc1", "test_acc5", "best_val_acc1", "best_val_epoch",
+                 "epochs", "params", "gflops", "gflops_conv_linear", "input_size", "train_imgs_per_s", "peak_mem_mb",
+                 "wall_seconds", "device", "torch_version", "git_commit", "overrides"}
 
 
 def _run(overrides, run_dir):
@@ -31,12 +31,12 @@ def test_training_learns_and_records_everything(tiny_run, tmp_path):
     saved = json.loads((tmp_path / "result.json").read_text())
     assert RESULT_FIELDS <= set(saved) and saved["status"] == "completed" and saved["epochs"] == 3
     assert saved["overrides"] == overrides and saved["splits"]["test"]["images"] == 200
-    assert {"ema_acc1", "ema_acc5"} <= set(saved)
+    assert {"ema_test_acc1", "ema_test_acc5"} <= set(saved)
     rows = _metrics(tmp_path)
     assert list(rows[0]) == [*METRICS_COLUMNS, "ema_val_loss", "ema_val_acc1", "ema_val_acc5"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert saved["best_acc1"] == max(float(r["val_acc1"]) for r in rows)
+    assert saved["best_val_acc1"] == max(float(r["val_acc1"]) for r in rows)
     assert (tmp_path / checkpoint.CHECKPOINT_NAME).is_file()
 
 
@@ -63,8 +63,8 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypa
         return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_imgs_per_s")} for r in rows]
 
     assert without_timing(_metrics(tmp_path / "resumed")) == without_timing(_metrics(tmp_path / "whole"))
-    assert (resumed["acc1"], resumed["acc5"], resumed["test_loss"]) == (
-        uninterrupted["acc1"], uninterrupted["acc5"], uninterrupted["test_loss"])
+    assert (resumed["test_acc1"], resumed["test_acc5"], resumed["test_loss"]) == (
+        uninterrupted["test_acc1"], uninterrupted["test_acc5"], uninterrupted["test_loss"])
     whole, again = (checkpoint.load(tmp_path / d / checkpoint.CHECKPOINT_NAME)["trainer"] for d in ("whole", "resumed"))
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, again["model"][name]), name
@@ -83,11 +83,11 @@ def test_non_finite_loss_stops_the_run_as_diverged(tiny_run, tmp_path):
 
 
 def test_gradient_accumulation_reaches_the_global_batch(tiny_run):
-    assert train.accumulation_steps(global_batch=4096, batch_per_device=128, world_size=8) == 4
-    assert train.accumulation_steps(global_batch=96, batch_per_device=64, world_size=1) == 2  # 2 x 48
+    assert train.micro_batches_per_iteration(global_batch=4096, batch_per_device=128, world_size=8) == 4
+    assert train.micro_batches_per_iteration(global_batch=96, batch_per_device=64, world_size=1) == 2  # 2 x 48
     cfg = compose([*tiny_run, "budget.batch=64", "runtime.batch_per_device=16"])
     from roadmap import build_model
     from roadmap.data import build_splits
 
     trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
-    assert trainer.accumulation == 4 and trainer.train_loader.batch_size == 16 and trainer.steps_per_epoch == 7
+    assert trainer.accumulation == 4 and trainer.train_loader.batch_size == 16 and trainer.iterations_per_epoch == 7
