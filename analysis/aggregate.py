@@ -335,7 +335,6 @@ def ablation_markdown(table: pd.DataFrame) -> str:
         header = ["network", "ablation", "overrides", "top-1 (%) test, mean ± std over n seeds", "n",
                   "top-1 (%) of the step as is", "Δ top-1"]
         body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.test_acc1_mean, row.test_acc1_std),
-                 str(row.n),
-                 _number(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)] for row in rows.itertuples()]
+                 str(row.n), _number(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)] for row in rows.itertuples()]
         sections.append("\n".join([f"## {family_name(family)}", "", *_markdown_rows(header, body)]))
     return "\n\n".join(sections) + "\n"
