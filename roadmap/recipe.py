@@ -9,21 +9,22 @@ from torch.optim import lr_scheduler
 from torchvision.transforms import v2
 
 
-LR_SCALING = {"linear": lambda ratio: ratio, "sqrt": math.sqrt}
+LR_SCALING = {"linear": lambda ratio: ratio, "sqrt": math.sqrt, "constant": lambda ratio: 1.0}
 
 
 def scaled_lr(recipe_cfg, budget_cfg) -> float:
     """The recipe's learning rate, given at its base batch, at the budget's global batch: scaled by the budget's
-    rule for the recipe's optimizer (linear: x batch / base_batch; sqrt: x its square root)."""
+    rule for the recipe's optimizer (linear: x batch / base_batch; sqrt: x its square root; constant: x 1)."""
     rule = LR_SCALING[budget_cfg.lr_scaling[recipe_cfg.optimizer]]
     return recipe_cfg.lr * rule(budget_cfg.batch / recipe_cfg.base_batch)
 
 
 def lr_rule(recipe_cfg, budget_cfg) -> str:
-    """How `scaled_lr` got its value, for the run's record: `4e-3 x sqrt(128/4096)`."""
+    """How `scaled_lr` got its value, for the run's record: `0.1 x 128/256 (linear, fmnist budget)`."""
     rule = budget_cfg.lr_scaling[recipe_cfg.optimizer]
     ratio = f"{budget_cfg.batch}/{recipe_cfg.base_batch}"
-    return f"{recipe_cfg.lr:g} x " + (f"sqrt({ratio})" if rule == "sqrt" else ratio) + f" ({rule}, {budget_cfg.name} budget)"
+    factor = {"linear": f" x {ratio}", "sqrt": f" x sqrt({ratio})", "constant": ""}[rule]
+    return f"{recipe_cfg.lr:g}{factor} ({rule}, {budget_cfg.name} budget)"
 
 
 REGULARIZERS = ("mixup_alpha", "cutmix_alpha", "randaugment_magnitude", "random_erasing", "label_smoothing")
