@@ -4,9 +4,9 @@
 
 Writes results.csv (one row per run), roadmap.csv/.md and roadmap.png, calibration.json/.md (agreement with the
 paper), accuracy_vs_gflops.png and curves.png (when the runs' metrics.csv files are there), plus
-ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in). With several families of
-runs (roadmap, data, settings) each figure and calibration file is written once per family, its name suffixed with
-the family.
+ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in), and lr.csv/.md when a
+step ran at several learning rates. With several families of runs (roadmap, data, settings) each figure and
+calibration file is written once per family, its name suffixed with the family.
 """
 
 import argparse
@@ -61,6 +61,12 @@ def write_outputs(runs: pd.DataFrame, out: Path) -> list[Path]:
             for name, figure in figures.items():
                 written.append(out / f"{name}{suffix}.png")
                 figure.savefig(written[-1])
+
+    lrs = aggregate.lr_table(runs)
+    if not lrs.empty:
+        lrs.to_csv(out / "lr.csv", index=False)
+        (out / "lr.md").write_text(aggregate.lr_markdown(lrs))
+        written += [out / "lr.csv", out / "lr.md"]
 
     ablations = aggregate.ablation_table(runs)
     if not ablations.empty:

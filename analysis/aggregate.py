@@ -255,6 +255,54 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     return rows[first + [c for c in rows if c not in first]].reset_index(drop=True)
 
 
+def _without_lr_overrides(settings: str) -> str:
+    return " ".join(o for o in settings.split()
+                    if not (override_key(o) == "recipe.lr" or override_key(o).startswith("budget.lr_scaling")))
+
+
+def lr_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """A learning-rate sweep: one row per (family, step, recipe, lr) of the runs without a design change, for the
+    steps run at more than one `lr` (the rate they trained with at the budget's batch, from result.json), with
+    test top-1 and the best validation top-1 over seeds. Overrides of `recipe.lr` and `budget.lr_scaling` do not
+    split a family here: runs at the same `lr` reached by two rules are averaged together."""
+    if "lr" not in runs:
+        return pd.DataFrame()
+    runs = _normalized(runs).reindex(columns=list(dict.fromkeys([*runs.columns, "lr_rule", "best_val_acc1"])))
+    plain = runs[(runs.excluded == "") & (runs.design == "") & runs.lr.notna()].copy()
+    plain["settings"] = plain.settings.map(_without_lr_overrides)
+    keys = [*FAMILY, "step", "recipe"]
+    plain = plain[plain.groupby(keys, sort=False).lr.transform("nunique") > 1]
+    if plain.empty:
+        return pd.DataFrame()
+    table = plain.groupby([*keys, "lr"], sort=False).agg(
+        lr_rule=("lr_rule", _distinct),
+        n=("test_acc1", "size"),
+        test_acc1_mean=("test_acc1", "mean"),
+        test_acc1_ci95=("test_acc1", stats.t_half_width),
+        best_val_acc1_mean=("best_val_acc1", "mean"),
+    ).reset_index()
+    table["best_val"] = table.best_val_acc1_mean == table.groupby(keys, sort=False).best_val_acc1_mean.transform("max")
+    order = table.step.map(_STEP_ORDER).fillna(len(STEPS))
+    return table.assign(order=order).sort_values([*FAMILY, "order", "recipe", "lr"], kind="stable").drop(
+        columns="order").reset_index(drop=True)
+
+
+def lr_markdown(table: pd.DataFrame) -> str:
+    """lr.md: per family, each step's test and validation top-1 at each learning rate; the best validation bold."""
+    sections = []
+    for family, rows in table.groupby(FAMILY, sort=False):
+        header = ["step", "recipe", "lr (at the budget's batch)", "rule", "n", "top-1 (%) test, mean ± 95% CI",
+                  "best val top-1 (%), mean"]
+        body = [[row.step, row.recipe, f"{row.lr:.3g}", row.lr_rule, str(row.n),
+                 _mean_std(row.test_acc1_mean, row.test_acc1_ci95),
+                 f"**{row.best_val_acc1_mean:.2f}**" if row.best_val else _number(row.best_val_acc1_mean, 2)]
+                for row in rows.itertuples()]
+        sections.append("\n".join([f"## {family_name(family)}", "",
+                                   "Seeds are averaged at each lr; bold: the best validation top-1 of the step.", "",
+                                   *_markdown_rows(header, body)]))
+    return "\n\n".join(sections) + "\n"
+
+
 def family_name(family: tuple) -> str:
     """A family as a short title: roadmap · data · settings."""
     return " · ".join(str(part) for part in family if part)

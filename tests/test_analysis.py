@@ -264,3 +264,44 @@ def test_a_bar_too_short_for_its_gflops_gets_them_after_its_value(records):
     short, flops = f"{rows.test_acc1_mean[1]:.2f}", plots._gflops(rows.gflops_conv_linear[1])
     assert f"{short}  ({flops} GFLOPs)" in texts
     assert sum(t.endswith("GFLOPs") for t in texts) == rows.test_acc1_mean.notna().sum() - 1
+
+
+def lr_sweep_runs() -> pd.DataFrame:
+    """A learning-rate sweep as results.csv rows: two steps at three rates, two of them also by another rule."""
+    rows = []
+    for step, recipe_name in [("modern_recipe", "modern"), ("sep_downsample", "modern")]:
+        for lr, settings in [(1e-3, "budget=fmnist_7k recipe.lr=0.001"),
+                             (4e-3, "budget=fmnist_7k"),
+                             (4e-3, "budget.lr_scaling.adamw=constant budget=fmnist_7k recipe.lr=0.004"),
+                             (1.6e-2, "budget=fmnist_7k recipe.lr=0.016")]:
+            for seed in (0, 1):
+                acc = 80.0 - 1000 * abs(lr - 4e-3) + seed + len(step) / 10
+                rows.append({"run_dir": f"runs/{step}/{settings}/seed={seed}", "status": "completed",
+                             "roadmap": "tiny", "data": "fashion_mnist", "settings": settings, "step": step,
+                             "recipe": recipe_name, "design": "", "excluded": "", "seed": seed, "lr": lr,
+                             "lr_rule": f"{lr:g} (constant)", "test_acc1": acc, "test_acc5": 99.0,
+                             "best_val_acc1": acc + 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_lr_table_averages_each_rate_over_seeds_and_rules_and_marks_the_best_validation():
+    runs = lr_sweep_runs()
+    table = aggregate.lr_table(runs)
+    assert list(table.step) == ["modern_recipe"] * 3 + ["sep_downsample"] * 3
+    assert set(table.settings) == {"budget=fmnist_7k"}  # the lr overrides do not split the family
+    for row in table.itertuples():
+        cell = runs[(runs.step == row.step) & (runs.lr == row.lr)].test_acc1
+        assert row.n == len(cell) == (4 if row.lr == 4e-3 else 2)
+        assert row.test_acc1_mean == pytest.approx(statistics.mean(cell))
+        assert row.best_val == (row.lr == 4e-3)
+    assert "| modern_recipe | modern | 0.004 | 0.004 (constant) | 4 |" in aggregate.lr_markdown(table)
+
+
+def test_lr_files_are_written_for_an_lr_sweep_only(outputs, tmp_path):
+    assert not (outputs / "lr.csv").exists()  # the roadmap fixture runs each step at one rate
+    one_rate = lr_sweep_runs().query("lr == 0.004")
+    assert aggregate.lr_table(one_rate).empty
+    lr_sweep_runs().to_csv(tmp_path / "results.csv", index=False)
+    assert cli.main([str(tmp_path / "results.csv"), "--out", str(tmp_path / "out")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "lr.csv"),
+                                  aggregate.lr_table(lr_sweep_runs()), check_dtype=False)
