@@ -14,6 +14,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from omegaconf import MISSING
 
 from roadmap.model import RoadmapNet
+from roadmap.recipe import LR_SCALING
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ class Budget:
                                              "a positive integer or null (the whole train split)"))
     crop_scale: list[float] = setting(Check(lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1,
                                             "[min, max] with 0 < min <= max <= 1"))
-    lr_scaling: dict[str, str] = setting(Check(lambda v: set(v.values()) <= {"linear", "sqrt", "constant"},
-                                               "a rule per optimizer, each linear, sqrt or constant"))
+    lr_scaling: dict[str, str] = setting(Check(lambda v: set(v.values()) <= set(LR_SCALING),
+                                               "a rule per optimizer, each " + ", ".join(LR_SCALING)))
     zero_init_last: dict[str, bool] = MISSING  # per optimizer
     regularization: float = setting(Check(lambda v: 0 <= v <= 1, "in [0, 1]"))
 

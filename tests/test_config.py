@@ -67,6 +67,8 @@ def test_command_line_beats_the_step():
         (["model.depthwise=maybe"], "model.depthwise='maybe': must be true or false"),
         (["+model.attention=true"], "model.attention: unknown switch"),
         (["data.image_size=16"], "data.image_size=16: must be at least 32 for 4 stages"),
+        (["budget.lr_scaling.adamw=cubic"], "budget.lr_scaling={'sgd': 'linear', 'adamw': 'cubic'}: must be a rule "
+                                             "per optimizer, each linear, sqrt, constant"),
     ],
 )
 def test_bad_settings_fail_in_one_line_naming_the_setting(overrides, message):
