@@ -25,6 +25,8 @@ def override_value(value) -> str:
     """`value` in Hydra's override grammar."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and "${" in value:
+        return f"'{value}'"  # a quoted interpolation: the grammar takes no nested ${} unquoted
     if isinstance(value, list | tuple):
         return "[" + ",".join(override_value(v) for v in value) + "]"
     return str(value)
@@ -32,22 +34,19 @@ def override_value(value) -> str:
 
 @cache
 def _resolved(roadmap_name: str, step: str) -> dict:
+    """The resolved config at a step, but the model switches the budget decides (`${budget...}`, per the recipe's
+    optimizer) stay interpolations: they follow a recipe override by themselves, and a step that sets one
+    (sep_downsample's layer scale) is undone by handing it back to the budget, whichever budget runs."""
     cfg = compose([f"roadmap={roadmap_name}", f"+step={step}"])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-@cache
-def _budget_decided() -> set[str]:
-    """Model switches the budget sets (`model.zero_init_last`, per the recipe's optimizer): they follow a recipe
-    override by themselves, so an ablation never sets them."""
-    model = OmegaConf.to_container(compose([]).model, resolve=False)
-    return {f"model.{key}" for key, value in model.items() if isinstance(value, str) and "${budget." in value}
+    raw_model = OmegaConf.to_container(cfg.model, resolve=False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["model"] |= {key: v for key, v in raw_model.items() if isinstance(v, str) and "${budget." in v}
+    return resolved
 
 
 def _settings(cfg: dict) -> dict:
     """The part of a resolved config a step may change, keyed by override: `model.<key>` and the recipe choice."""
-    model = {f"model.{key}": value for key, value in cfg["model"].items()}
-    return {key: v for key, v in model.items() if key not in _budget_decided()} | {"recipe": cfg["recipe"]["name"]}
+    return {f"model.{key}": value for key, value in cfg["model"].items()} | {"recipe": cfg["recipe"]["name"]}
 
 
 def step_changes(roadmap_name: str = "tiny") -> dict[str, dict[str, tuple]]:

@@ -97,6 +97,7 @@ class Budget:
     lr_scaling: dict[str, str] = setting(Check(lambda v: set(v.values()) <= set(LR_SCALING),
                                                "a rule per optimizer, each " + ", ".join(LR_SCALING)))
     zero_init_last: dict[str, bool] = MISSING  # per optimizer
+    layer_scale: dict[str, float] = setting(Check(lambda v: all(x >= 0 for x in v.values()), "each >= 0 (0 = off)"))
     regularization: float = setting(Check(lambda v: 0 <= v <= 1, "in [0, 1]"))
 
 

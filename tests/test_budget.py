@@ -22,16 +22,33 @@ def resolved(overrides: list[str]) -> dict:
     return _resolved(tuple(overrides))
 
 
+BUDGET_DECIDED = {"model.zero_init_last": "zero_init_last", "model.layer_scale": "layer_scale"}  # per optimizer
+
+
 @pytest.mark.parametrize("budget", PROXIES)
 def test_a_proxy_changes_only_budget_settings_at_every_step(budget):
-    # The one setting outside budget/ a budget decides: the init switch, read from budget.zero_init_last.
+    # Outside budget/, a budget decides only the init switches it owns (until a step sets one itself).
     for step in STEP_NAMES if budget == "fmnist_7k" else ["resnet", "gelu", "sep_downsample"]:
         paper = resolved([f"+step={step}", "budget=paper"])
         proxy = resolved([f"+step={step}", f"budget={budget}"])
         changed = {key for key in paper.keys() | proxy.keys() if paper.get(key) != proxy.get(key)}
-        assert changed and all(key.startswith("budget.") for key in changed - {"model.zero_init_last"}), step
+        assert changed and all(key.startswith("budget.") for key in changed - BUDGET_DECIDED.keys()), step
         optimizer = proxy["recipe.optimizer"]
-        assert proxy["model.zero_init_last"] == proxy[f"budget.zero_init_last.{optimizer}"]
+        for key in changed & BUDGET_DECIDED.keys():
+            assert proxy[key] == proxy[f"budget.{BUDGET_DECIDED[key]}.{optimizer}"], (step, key)
+
+
+def test_every_budget_decided_switch_reads_the_budget_for_the_recipes_optimizer():
+    raw = OmegaConf.to_container(compose([]).model, resolve=False)
+    assert {f"model.{key}" for key, v in raw.items() if "${budget." in str(v)} == BUDGET_DECIDED.keys()
+
+
+def test_the_proxy_turns_layer_scale_on_for_adamw_only_and_sep_downsample_sets_its_own():
+    assert resolved(["+step=resnet"])["model.layer_scale"] == 0  # SGD
+    assert resolved(["+step=modern_recipe"])["model.layer_scale"] == 1e-6  # AdamW, same network
+    assert resolved(["+step=layernorm", "budget=paper"])["model.layer_scale"] == 0  # the paper: off before step 13
+    assert resolved(["+step=sep_downsample", "budget=paper"])["model.layer_scale"] == 1e-6
+    assert resolved(["+step=modern_recipe", "budget.layer_scale.adamw=0"])["model.layer_scale"] == 0
 
 
 @pytest.mark.parametrize("budget", PROXIES)

@@ -33,6 +33,9 @@ def test_recipe_and_multi_key_changes():
     assert undo["inverted"] == ("model.block=bottleneck",)  # move_up replaced the block type: undo the whole change
 
 
+BUDGET_DECIDED = {"model.zero_init_last", "model.layer_scale"}
+
+
 def test_every_change_once_per_study():
     for generate in (ablations.leave_one_out, ablations.add_one_in):
         assert [a.change for a in generate()] == CHANGED_STEPS
@@ -46,9 +49,17 @@ def test_every_override_set_composes_and_changes_only_what_it_names(generate, st
         cfg = resolved([f"+step={ablation.step}", *ablation.overrides])
         named = {override.split("=", 1)[0] for override in ablation.overrides}
         changed = {f"model.{k}" for k in cfg["model"] if cfg["model"][k] != base["model"][k]}
-        changed -= ablations._budget_decided()  # the init follows the recipe's optimizer by itself
         changed |= {"recipe"} if cfg["recipe"] != base["recipe"] else set()
-        assert changed == named, ablation.name
+        assert changed - BUDGET_DECIDED == named - BUDGET_DECIDED, ablation.name
+        for key in (changed & BUDGET_DECIDED) - named:  # the budget's choice, following the recipe's optimizer by itself
+            name = key.removeprefix("model.")
+            assert cfg["model"][name] == cfg["budget"][name][cfg["recipe"]["optimizer"]], (ablation.name, key)
+
+
+def test_undoing_a_step_hands_a_budget_decided_switch_back_to_the_budget():
+    (undo,) = [a.overrides for a in ablations.leave_one_out() if a.change == "sep_downsample"]
+    for budget, layer_scale in [("paper", 0.0), ("fmnist", 1e-6)]:  # AdamW: off in the paper, on in the proxy
+        assert compose(["+step=sep_downsample", *undo, f"budget={budget}"]).model.layer_scale == layer_scale
 
 
 def test_undone_values_are_the_parents_and_applied_values_the_steps():

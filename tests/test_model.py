@@ -22,7 +22,7 @@ PAPER_GFLOPS = {
     "gelu": 4.15, "fewer_acts": 4.15, "fewer_norms": 4.15, "layernorm": 4.15, "sep_downsample": 4.46,
 }
 IMAGENET = ["data.channels=3", "data.mean=[0.485,0.456,0.406]", "data.std=[0.229,0.224,0.225]",
-            "data.num_classes=1000", "data.image_size=224"]
+            "data.num_classes=1000", "data.image_size=224", "budget=paper"]
 
 
 def imagenet_model(step: str, path: str = "tiny") -> nn.Module:
