@@ -295,11 +295,11 @@ def lr_markdown(table: pd.DataFrame) -> str:
                   "best val top-1 (%), mean"]
         body = [[row.step, row.recipe, f"{row.lr:.3g}", row.lr_rule, str(row.n),
                  _mean_std(row.test_acc1_mean, row.test_acc1_ci95),
-                 f"**{row.best_val_acc1_mean:.2f}**" if row.best_val else _number(row.best_val_acc1_mean, 2)]
+                 f"**{row.best_val_acc1_mean:.2f}**" if row.best_val else number_text(row.best_val_acc1_mean, 2)]
                 for row in rows.itertuples()]
         sections.append("\n".join([f"## {family_name(family)}", "",
                                    "Seeds are averaged at each lr; bold: the best validation top-1 of the step.", "",
-                                   *_markdown_rows(header, body)]))
+                                   *markdown_rows(header, body)]))
     return "\n\n".join(sections) + "\n"
 
 
@@ -308,7 +308,7 @@ def family_name(family: tuple) -> str:
     return " · ".join(str(part) for part in family if part)
 
 
-def _number(value, digits: int) -> str:
+def number_text(value, digits: int) -> str:
     return "" if pd.isna(value) else f"{value:.{digits}f}"
 
 
@@ -322,19 +322,19 @@ def _mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
 
 
-def _signed_interval(mean, half, digits: int = 2) -> str:
+def signed_interval_text(mean, half, digits: int = 2) -> str:
     if pd.isna(mean):
         return ""
     return f"{mean:+.{digits}f} ± {half:.{digits}f}" if not pd.isna(half) else f"{mean:+.{digits}f}"
 
 
-def _resolved_mark(row) -> str:
+def resolved_text(row) -> str:
     if pd.isna(row.delta_test_acc1):
         return ""
     return "yes" if row.resolved else ("no" if row.delta_n > 1 else "no (1 seed)")
 
 
-def _markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -356,11 +356,12 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
                 row.group if row.group != previous_group else "",
                 row.label if _ADOPTED.get(row.step, True) else f"{row.label} (side branch, not adopted)",
                 _mean_std(row.test_acc1_mean, row.test_acc1_ci95), str(row.n),
-                _signed_interval(row.delta_test_acc1, row.delta_ci95),
-                _resolved_mark(row),
-                _number(row.gflops_conv_linear, 3), _number(row.params / 1e6, 2), _number(row.train_imgs_per_s, 0),
+                signed_interval_text(row.delta_test_acc1, row.delta_ci95),
+                resolved_text(row),
+                number_text(row.gflops_conv_linear, 3), number_text(row.params / 1e6, 2),
+                number_text(row.train_imgs_per_s, 0),
                 _mean_std(row.paper_acc1, row.paper_acc1_std), _signed(row.paper_delta_acc1, 2),
-                _number(row.paper_gflops, 2),
+                number_text(row.paper_gflops, 2),
             ])
             previous_group = row.group
         sections.append("\n".join([
@@ -372,7 +373,7 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
             f"its interval excludes zero (never with one seed). Paper: Liu et al. 2022, ImageNet-1K at 224×224, "
             f"300 epochs (ResNet-50: 90), std over 3 seeds where given.",
             "",
-            *_markdown_rows(header, body),
+            *markdown_rows(header, body),
         ]))
     return "\n\n".join(sections) + "\n"
 
@@ -383,6 +384,7 @@ def ablation_markdown(table: pd.DataFrame) -> str:
         header = ["network", "ablation", "overrides", "top-1 (%) test, mean ± std over n seeds", "n",
                   "top-1 (%) of the step as is", "Δ top-1"]
         body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.test_acc1_mean, row.test_acc1_std),
-                 str(row.n), _number(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)] for row in rows.itertuples()]
-        sections.append("\n".join([f"## {family_name(family)}", "", *_markdown_rows(header, body)]))
+                 str(row.n), number_text(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)]
+                for row in rows.itertuples()]
+        sections.append("\n".join([f"## {family_name(family)}", "", *markdown_rows(header, body)]))
     return "\n\n".join(sections) + "\n"
