@@ -69,6 +69,7 @@ def test_command_line_beats_the_step():
         (["data.image_size=16"], "data.image_size=16: must be at least 32 for 4 stages"),
         (["budget.lr_scaling.adamw=cubic"], "budget.lr_scaling={'sgd': 'linear', 'adamw': 'cubic'}: must be a rule "
                                              "per optimizer, each linear, sqrt, constant"),
+        (["budget.layer_scale.adamw=-1e-6"], "budget.layer_scale={'sgd': 0.0, 'adamw': -1e-06}: must be each >= 0"),
     ],
 )
 def test_bad_settings_fail_in_one_line_naming_the_setting(overrides, message):
