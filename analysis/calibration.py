@@ -4,7 +4,7 @@
   every adopted step and over the large-effect ones (paper |Δ| >= LARGE_EFFECT), with how many of those are resolved
   (their 95% interval excludes zero);
 - Spearman: the rank correlation of the steps' mean test top-1 with the paper's ImageNet top-1, side branches
-  included, and the steps whose change disagrees in sign.
+  included, and over the adopted steps alone; and the steps whose change disagrees in sign.
 The score measures the proxy; it is not a knob to tune the proxy against.
 """
 
@@ -23,6 +23,11 @@ def _steps_with_change(rows: pd.DataFrame) -> pd.DataFrame:
     return adopted[adopted.delta_test_acc1.notna() & adopted.paper_delta_acc1.notna()]
 
 
+def _spearman(rows: pd.DataFrame) -> float | None:
+    value = stats.spearman(rows.test_acc1_mean.reset_index(drop=True), rows.paper_acc1.reset_index(drop=True))
+    return None if pd.isna(value) else round(value, 4)
+
+
 def _agreement(agrees: pd.Series) -> dict:
     return {"agree": int(agrees.sum()), "of": len(agrees), "fraction": float(agrees.mean()) if len(agrees) else None}
 
@@ -34,11 +39,13 @@ def calibration(rows: pd.DataFrame) -> dict:
     is_large = changed.paper_delta_acc1.abs().round(2) >= LARGE_EFFECT
     large, large_agrees = changed[is_large], agrees[is_large]
     ranked = rows[rows.test_acc1_mean.notna() & rows.paper_acc1.notna()]
-    spearman = stats.spearman(ranked.test_acc1_mean.reset_index(drop=True), ranked.paper_acc1.reset_index(drop=True))
+    ranked_adopted = ranked[ranked.adopted.fillna(False).astype(bool)]
     return {
         "roadmap": rows.roadmap.iloc[0], "data": rows.data.iloc[0], "settings": rows.settings.iloc[0],
-        "spearman": None if pd.isna(spearman) else round(spearman, 4),
+        "spearman": _spearman(ranked),
         "n_steps": len(ranked),
+        "spearman_adopted": _spearman(ranked_adopted),
+        "n_adopted_steps": len(ranked_adopted),
         "n_seeds": int(rows.n.max()),
         "n_seeds_min": int(rows.n.min()),
         "sign_agreement_adopted": _agreement(agrees),
@@ -90,6 +97,9 @@ def to_markdown(block: dict) -> str:
         f"- Large effect: paper |Δ| >= {block['large_effect_threshold']} points; resolved: the paired 95% interval "
         f"excludes zero ({block['resolved_large']} of the {block['sign_agreement_large']['of']} large-effect steps, "
         f"whatever their sign).",
+        f"- Spearman over the adopted steps alone (no side branches): "
+        f"{'n/a' if block['spearman_adopted'] is None else format(block['spearman_adopted'], '.2f')} over "
+        f"{block['n_adopted_steps']} steps.",
         f"- Steps whose change disagrees in sign with the paper's: {disagreeing}.",
         "",
         *lines,

@@ -85,12 +85,23 @@ def test_calibration_block(table):
     assert block["disagreeing_steps"] == ["stage_ratio"]
 
 
+def test_spearman_over_adopted_steps_leaves_the_side_branches_out():
+    side = pd.DataFrame([{**runs_frame().iloc[0].to_dict(), "step": "kernel5", "recipe": "modern", "seed": seed,
+                          "run_dir": f"elsewhere/kernel5/seed={seed}", "test_acc1": 70.0} for seed in range(3)])
+    block = calibration.calibration(aggregate.roadmap_table(pd.concat([runs_frame(), side])))
+    assert (block["n_steps"], block["n_adopted_steps"]) == (6, 5)
+    assert block["spearman_adopted"] == pytest.approx(0.8, abs=1e-4)  # the five adopted steps, as above
+    ranks_ours, ranks_paper = [2, 4, 3, 5, 1, 0], [0, 2, 3, 4, 1, 5]  # kernel5: last here, first in the paper
+    d2 = sum((a - b) ** 2 for a, b in zip(ranks_ours, ranks_paper))
+    assert block["spearman"] == pytest.approx(1 - 6 * d2 / (6 * 35), abs=1e-4)
+
+
 def test_analysis_cli_writes_the_calibration_files(tmp_path, capsys):
     results = tmp_path / "results.csv"
     runs_frame().to_csv(results, index=False)
     assert cli.main([str(results), "--out", str(tmp_path / "out")]) == 0
     block = json.loads((tmp_path / "out" / "calibration.json").read_text())
-    for key in ["spearman", "n_steps", "n_seeds", "sign_agreement_adopted", "sign_agreement_large", "resolved_large",
+    for key in ["spearman", "spearman_adopted", "n_steps", "n_seeds", "sign_agreement_adopted", "sign_agreement_large", "resolved_large",
                 "disagreeing_steps"]:
         assert key in block
     assert "Steps whose change disagrees in sign with the paper's: stage_ratio" in \
