@@ -12,7 +12,7 @@ import json
 
 import pandas as pd
 
-from analysis import stats
+from analysis import aggregate, stats
 
 LARGE_EFFECT = 0.5  # paper |Δ top-1| (points) at which a step counts as a large effect
 
@@ -86,8 +86,6 @@ def to_markdown(block: dict) -> str:
         ours = f"{s['delta_test_acc1']:+.2f}" + ("" if s["delta_ci95"] is None else f" ± {s['delta_ci95']:.2f}")
         body.append([s["step"], ours, str(s["delta_n"]), "yes" if s["resolved"] else "no",
                      f"{s['paper_delta_acc1']:+.2f}", "yes" if s["large"] else "", "yes" if s["agrees"] else "**no**"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
     disagreeing = ", ".join(block["disagreeing_steps"]) or "none"
     return "\n".join([
         f"## Calibration against the paper: {block['roadmap']} · {block['data']}"
@@ -102,5 +100,5 @@ def to_markdown(block: dict) -> str:
         f"{block['n_adopted_steps']} steps.",
         f"- Steps whose change disagrees in sign with the paper's: {disagreeing}.",
         "",
-        *lines,
+        *aggregate.markdown_rows(header, body),
     ]) + "\n"

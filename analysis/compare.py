@@ -21,7 +21,7 @@ from roadmap.steps import STEPS
 
 def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
     """Test top-1 of the included runs without a design change, one row per seed, one column per step."""
-    plain = runs[(runs.excluded.fillna("") == "") & (runs.design.fillna("") == "")]
+    plain = runs[(runs.excluded == "") & (runs.design == "")]
     if plain.duplicated(["step", "seed"]).any():
         raise ValueError("a study holds several runs of one step and seed (several families): compare one family")
     return plain.pivot(index="seed", columns="step", values="test_acc1")
