@@ -5,6 +5,7 @@ was run; running the same command again resumes an interrupted run or reports a 
 (see conf/hydra/launcher/ for parallel and SLURM launchers; torchrun for data parallelism).
 """
 
+import argparse
 import itertools
 import sys
 import traceback
@@ -12,9 +13,9 @@ import warnings
 from pathlib import Path
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -26,55 +27,41 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 from roadmap import distributed, train  # noqa: E402
-from roadmap.config import ConfigError, compose, validate  # noqa: E402
+from roadmap.config import ConfigError, compose, expand_home, parse_overrides, validate  # noqa: E402
 from roadmap.data import build_splits, check_batch_fits  # noqa: E402
 from roadmap.record import RunRecord  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3}
-_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-p", "--package"}
+CONFIG_PATH, CONFIG_NAME = "conf", "config"  # @hydra.main's, which --config-path and --config-name replace
 # Hydra answers these itself and trains nothing.
-_INFO_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
-               "--experimental-rerun"}
+_INFO_ARGUMENTS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
-def _command_line_overrides(argv: list[str]) -> tuple[list[str], bool]:
-    """(the overrides on a Hydra command line, whether it asks for a multirun)."""
-    overrides, multirun, skip = [], False, False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in _FLAGS_WITH_VALUE:
-            skip = True
-        elif arg in ("-m", "--multirun"):
-            multirun = True
-        elif not arg.startswith("-"):
-            overrides.append(arg)
-    return overrides, multirun
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, MissingConfigException) and error.options:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        return f"{group}={name}: no such config; choose one of {', '.join(error.options)}"
-    return str(error).split("\n\n")[0].replace("\n", " ")
+def config_sources(args: argparse.Namespace) -> dict:
+    """Where the command line has Hydra read its configs (`--config-dir`, `--config-path`, `--config-name`), as
+    keyword arguments of `roadmap.compose`."""
+    return {"config_dir": args.config_dir,
+            "config_path": Path(__file__).parent.resolve() / (args.config_path or CONFIG_PATH),
+            "config_name": args.config_name or CONFIG_NAME}
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     """The overrides of each job of a `-m` sweep, expanded as Hydra's basic sweeper does (a key's last override
     wins; the cartesian product of the swept values)."""
     per_key = {}
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in parse_overrides(overrides):
         key = override.get_key_element()
         per_key[key] = ([f"{key}={value}" for value in override.sweep_string_iterator()]
                         if override.is_sweep_override() else [override.input_line])
     return [list(job) for job in itertools.product(*per_key.values())]
 
 
-def check_job(overrides: list[str], checked_data: set[str]) -> None:
+def check_job(overrides: list[str], checked_data: set[str], sources: dict) -> None:
     """Everything about a job that can be known before training: its settings, its device, its data and splits
-    (loaded once per distinct data and budget settings in `checked_data`)."""
-    cfg = compose(overrides)
+    (loaded once per distinct data and budget settings in `checked_data`; the run this process launches reuses an
+    image folder's listing)."""
+    cfg = compose(overrides, **sources)
     train.resolve_device(cfg.runtime.device)
     data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
     if data not in checked_data:
@@ -82,22 +69,36 @@ def check_job(overrides: list[str], checked_data: set[str]) -> None:
         checked_data.add(data)
 
 
+def hydra_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line as Hydra's own parser reads it; ConfigError, one line, where Hydra would print its usage."""
+    parser = get_args_parser()
+
+    def fail(message: str):
+        if message.startswith("unrecognized arguments"):
+            message += " (Hydra takes its flags, -m and --config-dir among them, before the overrides)"
+        raise ConfigError(message)
+
+    parser.error = fail
+    return parser.parse_args(argv)
+
+
 def check_command_line(argv: list[str]) -> None:
-    """Exit with one line, before Hydra creates anything, if any job of the command line could not be set up."""
-    if _INFO_FLAGS & set(argv):
-        return
-    overrides, multirun = _command_line_overrides(argv)
+    """Exit with one line, before Hydra creates anything, if any job of the command line could not be set up.
+    The command line is read by Hydra's own parser, so the checks see the configs Hydra will."""
     job, checked_data = "", set()
     try:
-        jobs = sweep_jobs(overrides) if multirun else [overrides]
+        args = hydra_arguments(argv)
+        if any(getattr(args, name) for name in _INFO_ARGUMENTS):
+            return
+        jobs = sweep_jobs(args.overrides) if args.multirun else [args.overrides]
         swept = [i for i, values in enumerate(zip(*jobs)) if len(set(values)) > 1]
         for number, overrides in enumerate(jobs, 1):
-            if multirun:
+            if args.multirun:
                 swept_values = " ".join(overrides[i] for i in swept)
                 job = f"job {number} of {len(jobs)}" + (f" ({swept_values})" if swept_values else "") + ": "
-            check_job(overrides, checked_data)
+            check_job(overrides, checked_data, config_sources(args))
     except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        print(f"error: {job}{_one_line(e)}", file=sys.stderr)
+        print(f"error: {job}{str(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -136,7 +137,7 @@ def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     return result
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     distributed.init()
@@ -150,8 +151,14 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line(sys.argv[1:])
-    if distributed.rank_from_env() > 0:
+    sys.argv[1:] = map(expand_home, sys.argv[1:])  # data.root=~/data: Hydra's grammar takes no ~
+    if distributed.rank_from_env() == 0:
+        check_command_line(sys.argv[1:])
+    else:
         # Every torchrun process runs the same job in the same directory; only rank 0 writes Hydra's files.
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    # Under torchrun the checks run once, on rank 0, while the other processes wait here: if rank 0 exits on a bad
+    # command line, torchrun stops them before Hydra creates anything.
+    distributed.init()
+    distributed.barrier()
     main()

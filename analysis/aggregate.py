@@ -11,6 +11,7 @@ override. Overrides are sorted into two kinds:
 """
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from omegaconf import OmegaConf
 from analysis import stats
 from roadmap.config import flatten, override_key
 from roadmap.record import RENAMED_FIELDS, with_current_names
-from roadmap.steps import CONF_DIR, STEPS
+from roadmap.steps import CONF_DIR, Step, load_steps
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
 FAMILY = ["roadmap", "data", "settings"]
@@ -31,9 +32,6 @@ _NOT_SETTINGS = set(yaml.safe_load((CONF_DIR / "config.yaml").read_text())
                     ["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"])
 _SUMMARIZED = ["test_acc1", "test_acc5", "gflops_conv_linear", "gflops", "params", "train_imgs_per_s", "epochs",
                "input_size", "device"]
-_STEP_ORDER = {step.name: i for i, step in enumerate(STEPS)}
-_PARENT = {step.name: step.parent for step in STEPS}
-_ADOPTED = {step.name: step.adopted for step in STEPS}
 
 
 def find_results(paths) -> list[Path]:
@@ -91,8 +89,37 @@ def load_run(result_path: Path) -> dict:
     row.setdefault("data", config.get("data", {}).get("name"))
     row.setdefault("step", config.get("step"))
     row["recipe"] = config.get("recipe", {}).get("name", record.get("recipe"))
+    row["config_dirs"] = _user_config_dirs(run_dir)
     row["excluded"] = exclusion_reason(row)
     return row
+
+
+def _user_config_dirs(run_dir: Path) -> str:
+    """The folders of the user's own configs that the run's Hydra searched (`--config-dir`, `hydra.searchpath`),
+    as its `.hydra/hydra.yaml` records them, joined by os.pathsep: where its steps not built in are written."""
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return ""
+    sources = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.config_sources", default=None) or []
+    return os.pathsep.join(s.path for s in sources if s.schema == "file" and s.provider != "main")
+
+
+def step_tree(runs: pd.DataFrame, config_dirs=()) -> tuple[Step, ...]:
+    """The steps, in table order: the built-in ones and the user's, read from `config_dirs` and from the folders
+    the runs' Hydra searched (`config_dirs` column) where they still exist. ConfigError for a broken step file."""
+    recorded = runs["config_dirs"].dropna().unique() if "config_dirs" in runs else []
+    folders = [*map(Path, config_dirs), *(Path(p) for joined in recorded for p in str(joined).split(os.pathsep) if p)]
+    return load_steps(CONF_DIR, list(dict.fromkeys(f.resolve() for f in folders if f.is_dir())))
+
+
+def unknown_steps(runs: pd.DataFrame, steps: tuple[Step, ...]) -> list[str]:
+    """The steps of `runs` that `steps` lacks: placed last, compared with no parent."""
+    known = {step.name for step in steps}
+    return [step for step in runs.step.dropna().unique() if step not in known]
+
+
+def _order(steps: tuple[Step, ...]) -> dict[str, int]:
+    return {step.name: i for i, step in enumerate(steps)}
 
 
 def exclusion_reason(row: dict) -> str:
@@ -181,8 +208,7 @@ def paper_numbers() -> pd.DataFrame:
 
 def _delta_to_parent(table: pd.DataFrame, column: str) -> pd.Series:
     value_of = dict(zip(table.step, table[column]))
-    parent_values = table.step.map(lambda step: value_of.get(_PARENT.get(step), float("nan")))
-    return table[column] - parent_values
+    return table[column] - table.parent.map(lambda parent: value_of.get(parent, float("nan")))
 
 
 def _paired_changes(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
@@ -191,8 +217,7 @@ def _paired_changes(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
     plain = plain.merge(family[FAMILY].drop_duplicates(), on=FAMILY)
     by_seed = plain.pivot_table(index="seed", columns="step", values="test_acc1", aggfunc="mean")
     rows = []
-    for step in family.step:
-        parent = _PARENT.get(step)
+    for step, parent in zip(family.step, family.parent):
         if parent in by_seed and step in by_seed:
             rows.append({"step": step} | stats.paired_change(by_seed[step], by_seed[parent]))
         else:
@@ -201,38 +226,52 @@ def _paired_changes(runs: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def roadmap_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (family, step) without a design change, in roadmap order, with the paired change from the
-    previous adopted step (the step's parent, same seeds) and the paper's numbers for that step."""
+def _groups(steps: tuple[Step, ...], paper: pd.DataFrame) -> dict[str, str]:
+    """The stage of each step: the paper's, else its parent's (a step of one's own sits in its parent's stage)."""
+    groups = dict(zip(paper.step, paper.group))
+    for step in steps:  # a parent comes before its children
+        groups.setdefault(step.name, groups.get(step.parent, "other"))
+    return groups
+
+
+def roadmap_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) -> pd.DataFrame:
+    """One row per (family, step) without a design change, in roadmap order (`steps`, by default the `step_tree`
+    of the runs), with the paired change from the step's parent (same seeds) and the paper's numbers for that
+    step. A step of the user's own is never adopted; its label says so."""
+    steps = steps if steps is not None else step_tree(runs)
+    by_name = {step.name: step for step in steps}
     summary = summarize(runs)
     runs = _normalized(runs)
     plain = summary[summary.design == ""].drop(columns="design")
     paper = paper_numbers().drop(columns="note")
     families = []
-    for _, family in plain.groupby(FAMILY, sort=False):
-        family = family.assign(order=family.step.map(_STEP_ORDER).fillna(len(STEPS)))
+    for (roadmap_name, *_), family in plain.groupby(FAMILY, sort=False):
+        family = family.assign(order=family.step.map(_order(steps)).fillna(len(steps)))
         family = family.sort_values("order", kind="stable")
-        family = family.merge(paper, on=["roadmap", "step"], how="left")
-        family["adopted"] = family.step.map(_ADOPTED)
-        family["parent"] = family.step.map(_PARENT)
-        family["group"] = family.group.fillna("other")
-        family["label"] = family.label.fillna(family.step)
+        family = family.merge(paper.drop(columns="group"), on=["roadmap", "step"], how="left")
+        family["adopted"] = family.step.map(lambda step: by_name[step].adopted if step in by_name else None)
+        family["builtin"] = family.step.map(lambda step: by_name[step].builtin if step in by_name else None)
+        family["parent"] = family.step.map(lambda step: by_name[step].parent if step in by_name else None)
+        family["group"] = family.step.map(_groups(steps, paper[paper.roadmap == roadmap_name])).fillna("other")
+        family["label"] = family.label.fillna(family.step).mask(family.builtin.eq(False), family.step + " (your step)")
         family = family.merge(_paired_changes(runs, family), on="step", how="left")
         family["paper_delta_acc1"] = _delta_to_parent(family, "paper_acc1").round(2)
         families.append(family)
     if not families:
         return pd.DataFrame()
     table = pd.concat(families, ignore_index=True)
-    first = [*FAMILY, "order", "group", "step", "label", "adopted", "parent", "recipe", "n", "test_acc1_mean",
-             "test_acc1_std", "test_acc1_ci95", "delta_test_acc1", "delta_ci95", "delta_n", "resolved"]
+    first = [*FAMILY, "order", "group", "step", "label", "adopted", "builtin", "parent", "recipe", "n",
+             "test_acc1_mean", "test_acc1_std", "test_acc1_ci95", "delta_test_acc1", "delta_ci95", "delta_n",
+             "resolved"]
     return table[first + [c for c in table if c not in first]]
 
 
-def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) -> pd.DataFrame:
     """One row per (family, step, design change), with the change in top-1 from the same step run without it.
     Changes that a leave-one-out or add-one-in study generates are named after the roadmap step they undo/apply."""
     from experiments.ablations import add_one_in, leave_one_out  # the studies that generate these changes
 
+    steps = steps if steps is not None else step_tree(runs)
     summary = summarize(runs)
     if not (summary.design != "").any():
         return pd.DataFrame()
@@ -248,7 +287,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))
                               for r in rows.itertuples()]
     rows["delta_test_acc1"] = rows.test_acc1_mean - rows.base_test_acc1
-    rows = rows.sort_values(["step", "change"], key=lambda steps: steps.map(_STEP_ORDER).fillna(len(STEPS)),
+    rows = rows.sort_values(["step", "change"], key=lambda names: names.map(_order(steps)).fillna(len(steps)),
                             kind="stable")
     first = [*FAMILY, "step", "ablation", "change", "design", "recipe", "n", "test_acc1_mean", "test_acc1_std",
              "base_test_acc1", "delta_test_acc1"]
@@ -260,13 +299,14 @@ def _without_lr_overrides(settings: str) -> str:
                     if not (override_key(o) == "recipe.lr" or override_key(o).startswith("budget.lr_scaling")))
 
 
-def lr_table(runs: pd.DataFrame) -> pd.DataFrame:
+def lr_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) -> pd.DataFrame:
     """A learning-rate sweep: one row per (family, step, recipe, lr) of the runs without a design change, for the
     steps run at more than one `lr` (the rate they trained with at the budget's batch, from result.json), with
     test top-1 and the best validation top-1 over seeds. Overrides of `recipe.lr` and `budget.lr_scaling` do not
     split a family here: runs at the same `lr` reached by two rules are averaged together."""
     if "lr" not in runs:
         return pd.DataFrame()
+    steps = steps if steps is not None else step_tree(runs)
     runs = _normalized(runs).reindex(columns=list(dict.fromkeys([*runs.columns, "lr_rule", "best_val_acc1"])))
     plain = runs[(runs.excluded == "") & (runs.design == "") & runs.lr.notna()].copy()
     plain["settings"] = plain.settings.map(_without_lr_overrides)
@@ -282,7 +322,7 @@ def lr_table(runs: pd.DataFrame) -> pd.DataFrame:
         best_val_acc1_mean=("best_val_acc1", "mean"),
     ).reset_index()
     table["best_val"] = table.best_val_acc1_mean == table.groupby(keys, sort=False).best_val_acc1_mean.transform("max")
-    order = table.step.map(_STEP_ORDER).fillna(len(STEPS))
+    order = table.step.map(_order(steps)).fillna(len(steps))
     return table.assign(order=order).sort_values([*FAMILY, "order", "recipe", "lr"], kind="stable").drop(
         columns="order").reset_index(drop=True)
 
@@ -354,7 +394,7 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
         for row in rows.itertuples():
             body.append([
                 row.group if row.group != previous_group else "",
-                row.label if _ADOPTED.get(row.step, True) else f"{row.label} (side branch, not adopted)",
+                _step_text(row),
                 _mean_std(row.test_acc1_mean, row.test_acc1_ci95), str(row.n),
                 signed_interval_text(row.delta_test_acc1, row.delta_ci95),
                 resolved_text(row),
@@ -376,6 +416,17 @@ def roadmap_markdown(table: pd.DataFrame) -> str:
             *markdown_rows(header, body),
         ]))
     return "\n\n".join(sections) + "\n"
+
+
+def _step_text(row) -> str:
+    """A step as the table names it; one not adopted (false, not unknown) says why."""
+    if _false(row.builtin):
+        return f"{row.step} (your step, not the paper's)"
+    return f"{row.label} (side branch, not adopted)" if _false(row.adopted) else row.label
+
+
+def _false(flag) -> bool:
+    return not pd.isna(flag) and not flag
 
 
 def ablation_markdown(table: pd.DataFrame) -> str:

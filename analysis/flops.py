@@ -1,16 +1,27 @@
 """The roadmap's cost table: one row per step, in roadmap order, counted by fvcore.
 
-    python -m analysis.flops [--roadmap tiny|base] [--size 224] [--csv FILE]
+    python -m analysis.flops [--roadmap tiny|base] [--size 224] [--budget paper] [--config-dir DIR] [--steps A,B]
+        [--csv FILE]
+
+The paper's networks by default: its budget (`budget=paper`: no layer scale before the last step, which the
+Fashion-MNIST proxy adds to every AdamW step), 3 channels, 1000 classes. `--config-dir DIR` adds the steps of one's
+own folder (as run.py's `--config-dir`), each right after its parent.
 """
 
 import argparse
 import sys
 import time
+import warnings
 
 import pandas as pd
 
-import roadmap
-from roadmap.flops import count_cost
+# fvcore scripts a loss function when imported (by roadmap.flops), which recent PyTorch warns about.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
+import roadmap  # noqa: E402
+from roadmap.config import user_config_dirs  # noqa: E402
+from roadmap.flops import count_cost  # noqa: E402
+from roadmap.steps import load_steps  # noqa: E402
 
 
 def input_overrides(in_chans: int, num_classes: int, size: int) -> list[str]:
@@ -21,13 +32,24 @@ def input_overrides(in_chans: int, num_classes: int, size: int) -> list[str]:
             f"data.num_classes={num_classes}", f"data.image_size={size}"]
 
 
-def cost_table(roadmap_name: str = "tiny", size: int = 224, in_chans: int = 3, num_classes: int = 1000) -> pd.DataFrame:
+def cost_table(roadmap_name: str = "tiny", size: int = 224, in_chans: int = 3, num_classes: int = 1000,
+               budget: str = "paper", config_dir=None, step_names=None) -> pd.DataFrame:
+    """The cost of each step's network (`step_names`: those only), as `budget` builds it; `config_dir`: a folder
+    of one's own configs whose steps count too."""
+    steps = load_steps(config_dirs=user_config_dirs([], config_dir))
+    unknown = set(step_names or ()) - {step.name for step in steps}
+    if unknown:
+        raise roadmap.ConfigError(f"--steps: {', '.join(sorted(unknown))}: no such step; choose among "
+                                  f"{', '.join(step.name for step in steps)}")
     rows = []
-    for step in roadmap.STEPS:
-        cfg = roadmap.compose([f"roadmap={roadmap_name}", f"+step={step.name}",
-                               *input_overrides(in_chans, num_classes, size)])
+    for step in steps:
+        if step_names and step.name not in step_names:
+            continue
+        cfg = roadmap.compose([f"roadmap={roadmap_name}", f"budget={budget}", f"+step={step.name}",
+                               *input_overrides(in_chans, num_classes, size)], config_dir=config_dir)
         cost = count_cost(roadmap.build_model(cfg.model), in_chans, size)
-        rows.append({"roadmap": roadmap_name, "step": step.name, "adopted": step.adopted, "input_size": size, **cost})
+        rows.append({"roadmap": roadmap_name, "step": step.name, "adopted": step.adopted, "builtin": step.builtin,
+                     "input_size": size, **cost})
     return pd.DataFrame(rows)
 
 
@@ -35,17 +57,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m analysis.flops", description=__doc__.splitlines()[0])
     parser.add_argument("--roadmap", default="tiny", choices=["tiny", "base"])
     parser.add_argument("--size", type=int, default=224, help="input side in pixels (default 224, the paper's)")
+    parser.add_argument("--budget", default="paper",
+                        help="the budget whose networks to count (default paper; the proxies add layer scale)")
+    parser.add_argument("--config-dir", help="a folder of one's own configs: the steps of its step/ count too")
+    parser.add_argument("--steps", type=lambda text: text.split(","), help="count these steps only: A,B,...")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        table = cost_table(args.roadmap, args.size)
+        table = cost_table(args.roadmap, args.size, budget=args.budget, config_dir=args.config_dir,
+                           step_names=args.steps)
     except roadmap.ConfigError as e:
-        sys.exit(f"error: {e}")
-    print(f"Cost of the {args.roadmap} roadmap at {args.size}x{args.size}, batch 1, 3 channels, 1000 classes, "
-          f"model in eval mode (fvcore; 1 GFLOP = 1e9 multiply-accumulates):")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Cost of the {args.roadmap} roadmap's networks with budget={args.budget} at {args.size}x{args.size}, "
+          f"batch 1, 3 channels, 1000 classes, model in eval mode (fvcore; 1 GFLOP = 1e9 multiply-accumulates):")
     print("  gflops = fvcore total (conv, linear, norms, pooling); gflops_conv_linear = conv + linear only, the "
-          "paper's GFLOPs; activations_m = fvcore activation count, millions")
+          "paper's GFLOPs; activations_m = fvcore activation count, millions; builtin = false: a step of your own")
     print(table.drop(columns=["roadmap", "input_size"]).to_string(
         index=False, formatters={"params": "{:,}".format, "gflops": "{:.4f}".format,
                                  "gflops_conv_linear": "{:.4f}".format, "activations_m": "{:.2f}".format}))

@@ -8,8 +8,10 @@ import math
 
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 from matplotlib.ticker import MaxNLocator
 
 DPI = 100
@@ -152,23 +154,75 @@ def accuracy_vs_gflops_figure(rows: pd.DataFrame) -> Figure:
         panels.append((axes[1], "paper_gflops", "paper_acc1", "paper_acc1_std", "paper: ImageNet-1K at 224×224",
                        "GFLOPs (at 224×224)"))
     adopted = rows.adopted.fillna(True).astype(bool)
+    labelled = []
     for ax, x, y, y_std, title, xlabel in panels:
-        area = 20 + 280 * rows.params / rows.params.max() if ax is axes[0] else 60
+        area = 20 + 280 * rows.params / rows.params.max() if ax is axes[0] else pd.Series(60, index=rows.index)
         path = rows[adopted]
         ax.plot(path[x], path[y], color=ADOPTED_COLOR, alpha=0.4, zorder=1)
         ax.errorbar(rows[x], rows[y], yerr=rows[y_std], fmt="none", ecolor="black", elinewidth=1, capsize=2, zorder=2)
         ax.scatter(rows[x], rows[y], s=area, c=[ADOPTED_COLOR if a else SIDE_BRANCH_COLOR for a in adopted],
                    edgecolors="black", linewidths=0.5, zorder=3)
-        for row in rows.itertuples():
-            ax.annotate(row.label, (getattr(row, x), getattr(row, y)), xytext=(5, 4), textcoords="offset points",
-                        fontsize=7.5)
         ax.set(title=title, xlabel=xlabel, ylabel="top-1 (%)")
         ax.grid(alpha=0.3)
+        shown = rows[x].notna() & rows[y].notna()
+        labelled.append((ax, rows[x][shown], rows[y][shown], rows.label[shown], area[shown]))
     axes[0].text(0.99, 0.01, "marker area ∝ parameters", transform=axes[0].transAxes, ha="right", va="bottom",
                  fontsize=8, color="#555555")
     _legend(fig, None)
     _suptitle(fig, "Accuracy against compute", rows)
+    for panel in labelled:
+        _label_points(fig, *panel)
     return fig
+
+
+LABEL_FONTSIZE = 7.5
+# Where a label may go, in order of preference: (right or left of the marker, lines above or below the point).
+LABEL_SPOTS = [(side, rise) for rise in (0, 1, -1, 2, -2, 3, -3, 4, -4) for side in (1, -1)]
+LABEL_GAP = 2  # pixels between a marker and its label
+
+
+def _label_points(fig: Figure, ax, xs: pd.Series, ys: pd.Series, labels: pd.Series, areas: pd.Series) -> None:
+    """Each point's label beside its marker (`areas`: scatter sizes in points²), at the first of LABEL_SPOTS where
+    it overlaps no marker, no label and no other text of the axes and stays inside them (else where it overlaps
+    least); a thin line joins a label set off higher or lower to its marker. Placed in pixels of the final
+    layout: call it once the figure holds everything else."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()  # runs the constrained layout, which fixes the data-to-pixel transform
+    px_per_pt = fig.dpi / 72
+    points = ax.transData.transform(list(zip(xs, ys)))
+    radii = [math.sqrt(area / math.pi) * px_per_pt for area in areas]
+    taken = [Bbox.from_bounds(x - r, y - r, 2 * r, 2 * r) for (x, y), r in zip(points, radii)]
+    taken += [text.get_window_extent(renderer) for text in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        (px, py), radius, label = points[i], radii[i], labels.iloc[i]
+        probe = ax.text(0, 0, label, fontsize=LABEL_FONTSIZE)
+        width, height = probe.get_window_extent(renderer).size
+        probe.remove()
+
+        def box(side: int, rise: int) -> Bbox:
+            left = px + side * (radius + LABEL_GAP) - (width if side < 0 else 0)
+            return Bbox.from_bounds(left, py + rise * (height + 1) - height / 2, width, height)
+
+        def clash(spot: tuple[int, int]) -> float:
+            b = box(*spot)
+            outside = not (frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1)
+            return sum(_overlap(b, other) for other in taken) + outside * width * height
+
+        side, rise = min(LABEL_SPOTS, key=clash)
+        taken.append(box(side, rise))
+        leader = {"arrowstyle": "-", "color": "#888888", "linewidth": 0.5, "shrinkA": 0,
+                  "shrinkB": radius / px_per_pt}
+        text = ax.annotate(label, (xs.iloc[i], ys.iloc[i]), textcoords="offset points",
+                           xytext=(side * (radius + LABEL_GAP) / px_per_pt, rise * (height + 1) / px_per_pt),
+                           ha="left" if side > 0 else "right", va="center", fontsize=LABEL_FONTSIZE,
+                           arrowprops=leader if rise else None)
+        text.set_in_layout(False)
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    """The area two boxes share."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
 
 
 def curves_figure(rows: pd.DataFrame, curves: pd.DataFrame) -> Figure:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from experiments import ablations
-from roadmap import ADOPTED_STEPS, STEP_NAMES
+from roadmap.steps import Step
 
 # The Fashion-MNIST proxy: its budget is conf/budget/fmnist_7k.yaml. Its runs go one at a time on every core:
 # on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once (joblib) one every 3.1 min
@@ -28,11 +28,15 @@ class Study:
     description: str
     settings: tuple[str, ...]  # overrides shared by every run of the study, how to launch them included
     default_seeds: int
-    sweeps: Callable[[str], list[Sweep]]  # roadmap name -> sweeps
+    sweeps: Callable[[str, tuple[Step, ...]], list[Sweep]]  # (roadmap name, the steps, one's own too) -> sweeps
 
 
-def roadmap_sweeps(roadmap_name: str) -> list[Sweep]:
-    return [Sweep("", ("+step=" + ",".join(STEP_NAMES),))]
+def roadmap_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    return [Sweep("", ("+step=" + ",".join(step.name for step in steps),))]
+
+
+def _adopted(steps: tuple[Step, ...]) -> list[str]:
+    return [step.name for step in steps if step.adopted]
 
 
 def _ablation_sweeps(base_step: str, ablation_list: list[ablations.Ablation]) -> list[Sweep]:
@@ -41,19 +45,19 @@ def _ablation_sweeps(base_step: str, ablation_list: list[ablations.Ablation]) ->
         Sweep(a.name, (f"+step={a.step}", *a.overrides)) for a in ablation_list]
 
 
-def lr_sweeps(roadmap_name: str) -> list[Sweep]:
+def lr_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
     """Each recipe's learning rate at 1/4, 1 and 4 times the value its budget rule gives, on the steps that start
     and end its part of the roadmap: the measurement behind the proxy's rule (conf/budget/fmnist.yaml)."""
     return [Sweep("original", ("+step=resnet", "recipe.lr=0.025,0.1,0.4")),
             Sweep("modern", ("+step=modern_recipe,sep_downsample", "recipe.lr=1e-3,4e-3,1.6e-2"))]
 
 
-def leave_one_out_sweeps(roadmap_name: str) -> list[Sweep]:
-    return _ablation_sweeps(ADOPTED_STEPS[-1], ablations.leave_one_out(roadmap_name))
+def leave_one_out_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    return _ablation_sweeps(_adopted(steps)[-1], ablations.leave_one_out(roadmap_name))
 
 
-def add_one_in_sweeps(roadmap_name: str) -> list[Sweep]:
-    return _ablation_sweeps(ADOPTED_STEPS[0], ablations.add_one_in(roadmap_name))
+def add_one_in_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    return _ablation_sweeps(_adopted(steps)[0], ablations.add_one_in(roadmap_name))
 
 
 STUDIES = {study.name: study for study in [

@@ -1,25 +1,31 @@
 """Hydra composition and validation: the one place that turns `conf/` plus overrides into a checked config."""
 
+import difflib
+import os
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path
+from hydra.core.config_search_path import SearchPathQuery
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
+                              MissingMandatoryValue, OmegaConfBaseException, ValidationError)
 
 from roadmap import model as model_lib
 from roadmap import schema, steps
+from roadmap.errors import ConfigError
 from roadmap.steps import CONF_DIR
-
-
-class ConfigError(ValueError):
-    """A run that cannot be set up as configured (a setting, or the data or device it names); the message is one
-    line naming the setting and what it may be. The one exception type of setup errors: run.py prints it, no
-    traceback, and exits with status 2 (or records the job as failed, when only the job could find it)."""
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -38,15 +44,48 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def check_overrides(overrides: Sequence[str]) -> None:
+def expand_home(override: str) -> str:
+    """`key=~/data` -> `key=/home/me/data`: Hydra's override grammar takes no `~`, and the shell expands none after
+    `key=`."""
+    match = re.fullmatch(r"(\+{0,2}[A-Za-z_][\w.@/-]*=)(~[^,]*)", override)
+    return match[1] + os.path.expanduser(match[2]) if match else override
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[Override]:
+    """The overrides as Hydra parses them; ConfigError naming one it cannot parse."""
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as e:
+        raise ConfigError(f"{e.override}: not an override Hydra can parse; quote a value that holds spaces or "
+                          f"special characters (key='a value')") from None
+
+
+def _searchpath(overrides: Sequence[str]) -> list[str]:
+    """The entries of a `hydra.searchpath=[...]` override (Hydra reads the first)."""
+    return next((o.value() for o in parse_overrides(overrides) if o.get_key_element() == "hydra.searchpath"), [])
+
+
+def user_config_dirs(overrides: Sequence[str], config_dir: str | Path | None = None) -> list[Path]:
+    """The folders of the user's own configs on Hydra's search path: `config_dir` (`--config-dir`), then the
+    folders of a `hydra.searchpath=[file://DIR,...]` override."""
+    named = [("--config-dir", str(config_dir))] if config_dir is not None else []
+    named += [("hydra.searchpath", entry.removeprefix("file://")) for entry in _searchpath(overrides)
+              if "://" not in entry or entry.startswith("file://")]
+    for setting, folder in named:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{setting}: {folder}: no such folder")
+    return [Path(folder) for _, folder in named]
+
+
+def _check_steps(overrides: Sequence[str], step_names: Sequence[str]) -> None:
     """Reject an unknown `+step=` before Hydra does (Hydra's own error spans many lines)."""
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in parse_overrides(overrides):
         if override.key_or_group != "step" or override.is_delete():
             continue
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
-            if value not in steps.STEP_NAMES:
-                raise ConfigError(f"step={value}: unknown step; choose one of {', '.join(steps.STEP_NAMES)}")
+            if value not in step_names:
+                raise ConfigError(f"step={value}: unknown step; choose one of {', '.join(step_names)}")
 
 
 def model_kwargs(model_cfg: DictConfig) -> dict:
@@ -68,7 +107,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         typed = OmegaConf.merge(OmegaConf.structured(layout), cfg)
         _check_ranges(OmegaConf.to_object(typed))  # resolves every interpolation, checking its type
     except OmegaConfBaseException as e:
-        raise ConfigError(_schema_error(layout, e)) from None
+        raise ConfigError(_read_setting_error(layout, cfg, e) or _schema_error(layout, e)) from None
     _check_model(typed)
     _check_together(typed)
     return typed
@@ -83,13 +122,58 @@ def _check_ranges(node, prefix: str = "") -> None:
             raise ConfigError(f"{key}={value!r}: must be {f.metadata['check'].allowed}")
 
 
+def _read_setting_error(layout: schema.Config, cfg: DictConfig, error: OmegaConfBaseException) -> str | None:
+    """The error of a setting that the failed setting's interpolation reads, named as itself: `recipe.optimizer`
+    for `model.layer_scale: ${budget.layer_scale.${recipe.optimizer}}`; None if the settings it reads hold."""
+    if not isinstance(error, InterpolationResolutionError):
+        return None
+    interpolation = str(flatten(OmegaConf.to_container(cfg, resolve=False)).get(error.full_key, ""))
+    for key in re.findall(r"\$\{([\w.]+)\}", interpolation):
+        check, value = _check_of(layout, key), OmegaConf.select(cfg, key, default=None)
+        if check is not None and not check.holds(value):
+            return f"{key}={value!r}: must be {check.allowed}"
+    return None
+
+
+def _check_of(layout: schema.Config, key: str) -> schema.Check | None:
+    """The schema's Check of the setting `key`, if it has one."""
+    *groups, name = key.split(".")
+    node = layout
+    for group in groups:
+        chosen = getattr(node, group, None)
+        hints = get_type_hints(node if isinstance(node, type) else type(node))
+        node = chosen if is_dataclass(chosen) else _not_none(hints.get(group))
+        if not is_dataclass(node):
+            return None
+    field = next((f for f in fields(node) if f.name == name), None)
+    return field.metadata.get("check") if field is not None else None
+
+
+def _unknown_key_error(key: str) -> str:
+    """One line for a key no config declares, with the declared key closest to it."""
+    group, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, _settings_in(group), n=1)
+    hint = f" (did you mean {group + '.' if group else ''}{close[0]}?)" if close else ""
+    if group == "model":
+        return f"{key}: unknown switch{hint}; the switches are those of conf/model/resnet.yaml"
+    return f"{key}: unknown setting{hint}; the settings are those of roadmap/schema.py"
+
+
+def _settings_in(group: str) -> set[str]:
+    """The keys the schema declares in `group` ("" for the top level), those of every data or recipe variant."""
+    classes = [schema.Config]
+    for name in filter(None, group.split(".")):
+        classes = [_not_none(get_type_hints(c).get(name)) for c in classes]
+        classes = [v for c in classes if is_dataclass(c) for v in
+                   {schema.Data: schema.DATA.values(), schema.Recipe: schema.RECIPES.values()}.get(c, [c])]
+    return {f.name for c in classes for f in fields(c)}
+
+
 def _schema_error(layout: schema.Config, error: OmegaConfBaseException) -> str:
     """OmegaConf's error as one line: the setting, its value and the type the schema gives it."""
     key = error.full_key
     if isinstance(error, ConfigKeyError):
-        if key.startswith("model."):
-            return f"{key}: unknown switch; the switches are those of conf/model/resnet.yaml"
-        return f"{key}: unknown setting; the settings are those of roadmap/schema.py"
+        return _unknown_key_error(key)
     if isinstance(error, MissingMandatoryValue):
         return f"{key}: missing; set {key}=<value>"
     if isinstance(error, ValidationError):
@@ -158,9 +242,62 @@ def _check_together(cfg: DictConfig) -> None:
                           f"recipe.reference_epochs={cfg.recipe.reference_epochs}")
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config `python run.py <overrides>` runs with, composed and validated."""
-    check_overrides(overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    return validate(cfg)
+def _composition_error(error: HydraException | OmegaConfBaseException) -> str:
+    """Hydra's error as one line."""
+    if isinstance(error, MissingConfigException) and error.options:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        return f"{group}={name}: no such config; choose one of {', '.join(error.options)}"
+    if isinstance(error.__cause__, ConfigAttributeError | ConfigKeyError):  # `model.kernal_size=3`
+        return _unknown_key_error(error.__cause__.full_key)
+    return str(error).split("\n\n")[0].replace("\n", " ")
+
+
+def compose_with_hydra(overrides: Sequence[str] = (), *, config_dir: str | Path | None = None,
+                       config_path: str | Path = CONF_DIR, config_name: str = "config") -> DictConfig:
+    """The config Hydra composes for `python run.py <overrides>`, its `hydra` node included, before validation;
+    keyword arguments as for `compose`."""
+    return _compose(overrides, config_dir, config_path, config_name, return_hydra_config=True)
+
+
+def compose(overrides: Sequence[str] = (), *, config_dir: str | Path | None = None,
+            config_path: str | Path = CONF_DIR, config_name: str = "config") -> DictConfig:
+    """The config `python run.py <overrides>` runs with, composed and validated; ConfigError, one line, for
+    anything Hydra or the schema rejects.
+
+    `config_dir`: a folder of one's own configs added to Hydra's search path, as run.py's `--config-dir` (and as a
+    `hydra.searchpath=[file://DIR]` override); the steps of its `step/` are steps. `config_path` and `config_name`:
+    the primary config's folder and name, as run.py's `--config-path` and `--config-name` choose them.
+    """
+    return validate(_compose(overrides, config_dir, config_path, config_name, return_hydra_config=False))
+
+
+def _compose(overrides: Sequence[str], config_dir: str | Path | None, config_path: str | Path, config_name: str,
+             return_hydra_config: bool) -> DictConfig:
+    overrides = [expand_home(override) for override in overrides]
+    user_dirs = user_config_dirs(overrides, config_dir)
+    config_path = Path(config_path).resolve()
+    if not config_path.is_dir():
+        raise ConfigError(f"--config-path: {config_path}: no such folder")
+    step_tree = steps.load_steps(config_path, user_dirs) if user_dirs or config_path != CONF_DIR else steps.STEPS
+    _check_steps(overrides, [step.name for step in step_tree])
+    try:
+        with _initialized(config_path, config_dir):
+            return hydra_compose(config_name=config_name, overrides=overrides,
+                                 return_hydra_config=return_hydra_config)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_composition_error(e)) from None
+
+
+@contextmanager
+def _initialized(config_path: Path, config_dir: str | Path | None):
+    """Hydra's compose API searching the folders run.py's command line has it search: the primary config's, then
+    `--config-dir` where Hydra's own command line puts it (before the search path's other entries, so that the
+    primary config may be there). The compose API takes one folder: the rest is Hydra's `run_hydra`."""
+    search_path = create_config_search_path(str(config_path))
+    if config_dir is not None:
+        search_path.prepend(provider="command-line", path=f"file://{Path(config_dir).resolve()}",
+                            anchor=SearchPathQuery(provider="schema"))
+    with initialize_config_dir(config_dir=str(config_path), version_base="1.3"):  # restores Hydra's state on exit
+        GlobalHydra.instance().clear()
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        yield

@@ -9,6 +9,7 @@ import gzip
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -153,11 +154,18 @@ def _cifar(data_cfg) -> tuple[Dataset, Dataset]:
                         "folder holding it, or data.download=true") from None
 
 
+@lru_cache(maxsize=1)
+def _list_image_folder(root: Path) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
+    """The image files of `root`'s train/ and val/, listed once per process: run.py's pre-launch check and the
+    run it launches share the listing, minutes long for ImageNet on a network filesystem."""
+    return datasets.ImageFolder(root / "train"), datasets.ImageFolder(root / "val")
+
+
 def _image_folder(data_cfg) -> tuple[Dataset, Dataset]:
     check_available(data_cfg)
     root = _root(data_cfg)
     try:
-        train, test = datasets.ImageFolder(root / "train"), datasets.ImageFolder(root / "val")
+        train, test = _list_image_folder(root)
     except (FileNotFoundError, PermissionError) as e:
         raise DataError(f"data.root={root}: {e}") from None
     if train.classes != test.classes:

@@ -17,7 +17,9 @@ from roadmap.steps import CONF_DIR
     (["data.val_size=600"], "data.val_size=600: must be less than the 600 images"),
     (["hydra/launcher=nope"], "hydra/launcher=nope: no such config; choose one of basic, joblib, submitit_local"),
     (["+step=patchyfy"], "step=patchyfy: unknown step"),
-    (["nope=1"], "Could not override 'nope'"),
+    (["nope=1"], "nope: unknown setting; the settings are those of roadmap/schema.py"),
+    (["recipe.optimizer=lamb"], "recipe.optimizer='lamb': must be one of sgd, adamw"),
+    (["model.kernal_size=3"], "model.kernal_size: unknown switch (did you mean model.kernel_size?)"),
     (["data=nope"], "data=nope: no such config; choose one of cifar10, cifar100, fashion_mnist, imagefolder"),
     (["data.root={tmp}/empty", "data.packaged_dir={tmp}/none"], "install the Debian package dataset-fashion-mnist"),
     (["-m", "budget.batch=16,1000"], "job 2 of 2 (budget.batch=1000): budget.batch=1000: must be at most the 500"),
@@ -30,7 +32,8 @@ def test_bad_command_line_stops_in_one_line_before_anything_is_written(tiny_run,
     cwd.mkdir()
     replaced = {arg.split("=")[0] for arg in bad}
     base = [arg for arg in tiny_run if arg.split("=")[0] not in replaced]  # 500 training images, 100 for val
-    done = run_cli([*base, *(arg.format(tmp=tmp_path) for arg in bad)], cwd)
+    flags = [arg for arg in bad if arg.startswith("-")]  # before the overrides, as Hydra takes them
+    done = run_cli([*flags, *base, *(arg.format(tmp=tmp_path) for arg in bad if arg not in flags)], cwd)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and says in done.stderr
     assert list(cwd.iterdir()) == []
