@@ -38,6 +38,22 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if kind == "batch" else LayerNorm2d(channels, eps=1e-6)
 
 
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt V2's Global Response Normalization of an NCHW tensor: each channel's L2 norm over the map, over
+    the mean of those norms across channels, rescales the channel: y = x + weight * x * norm + bias."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.norm(p=2, dim=(2, 3), keepdim=True)
+        norm = norm / (norm.mean(dim=1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias[:, None, None], self.weight[:, None, None], x * norm)
+
+
 def make_stem(kind: str, in_chans: int, width: int, norm: str, act: str, patchify_norm: bool,
               patchify_act: bool) -> nn.Sequential:
     """ResNet's 7x7/2 conv, norm, act and 3x3/2 max pool, or the patchify stem: a 4x4/4 conv [+ norm] [+ act]."""
@@ -69,6 +85,7 @@ class BlockOptions:
     norm: str
     fewer_norms: bool
     shortcut_norm: bool
+    grn: bool
     layer_scale: float
 
     def out_channels(self, width: int) -> int:
@@ -79,7 +96,8 @@ class Block(nn.Module):
     """y = act(shortcut(x) + drop_path(layer_scale * branch(x))), the last act off with `fewer_acts`.
 
     The branch is three convs, 1x1 -> kxk -> 1x1 (`bottleneck`, `inverted`) or kxk -> 1x1 -> 1x1 (`move_up`),
-    each followed by a norm and, but for the last, an activation, unless `fewer_norms` / `fewer_acts` keep one.
+    each followed by a norm and, but for the last, an activation, unless `fewer_norms` / `fewer_acts` keep one;
+    `grn` puts Global Response Normalization before the last conv, after its activation.
     """
 
     def __init__(self, opts: BlockOptions, in_channels: int, width: int, stride: int, drop_path: float):
@@ -100,6 +118,8 @@ class Block(nn.Module):
 
         layers = []
         for i, (cin, cout, k, s) in enumerate(convs, start=1):
+            if i == 3 and opts.grn:
+                layers.append(("grn", GlobalResponseNorm(cin)))
             groups = cin if (k > 1 and opts.depthwise) else 1
             has_norm = i - 1 in norm_after
             # A conv right before a BatchNorm has no bias, as in torchvision: the norm's shift replaces it.
@@ -183,6 +203,7 @@ class RoadmapNet(nn.Module):
         downsample: str = "strided",
         downsample_norm: bool = True,
         head_norm: bool = False,
+        grn: bool = False,
         layer_scale: float = 0.0,
         drop_path: float = 0.0,
         init: str = "resnet",
@@ -193,10 +214,10 @@ class RoadmapNet(nn.Module):
             depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
             layer_scale, drop_path, init, patchify_norm=patchify_norm, patchify_act=patchify_act,
             depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
-            downsample_norm=downsample_norm, head_norm=head_norm, zero_init_last=zero_init_last,
+            downsample_norm=downsample_norm, head_norm=head_norm, grn=grn, zero_init_last=zero_init_last,
         )
         opts = BlockOptions(block, expansion, kernel_size, depthwise, act, fewer_acts, norm, fewer_norms,
-                            shortcut_norm, layer_scale)
+                            shortcut_norm, grn, layer_scale)
         self.stem = make_stem(stem, in_chans, widths[0], norm, act, patchify_norm, patchify_act)
 
         drop_rates = torch.linspace(0, drop_path, sum(depths)).tolist()
@@ -220,7 +241,7 @@ class RoadmapNet(nn.Module):
                 if m.bias is not None and (init == "convnext" or isinstance(m, nn.Conv2d)):
                     nn.init.zeros_(m.bias)
             if zero_init_last and isinstance(m, Block):
-                # Every layer after that norm maps zero to zero (zero biases, ReLU/GELU): the branch starts at 0.
+                # Each layer after that norm maps zero to zero (zero biases, ReLU/GELU, GRN): the branch starts at 0.
                 last_norm = [layer for layer in m.branch if isinstance(layer, (nn.BatchNorm2d, nn.LayerNorm))][-1]
                 nn.init.zeros_(last_norm.weight)
 

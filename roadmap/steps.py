@@ -1,8 +1,10 @@
 """The roadmap's step order, read from the one place it is written: the parent each `conf/step/*.yaml` extends.
 
 Each step file lists its parent step first in its defaults list. The adopted path is the longest chain from the
-root (`resnet`); every other step is a side branch (the kernel sizes not adopted). Table order lists a step's
-children together, in natural order (kernel5, kernel7, kernel9, kernel11), then follows the adopted child.
+root (`resnet`) through steps whose file does not open with `# @branch side` (a header line as Hydra's
+`# @package`); every other step is a side branch: the kernel sizes not adopted, and the marked steps, which may
+extend the path's end (convnext_v2). Table order lists a step's children together, in natural order (kernel5,
+kernel7, kernel9, kernel11), then follows the adopted child.
 
 A folder of the user's own configs on Hydra's search path (`--config-dir DIR`, `hydra.searchpath=[file://DIR]`)
 adds the steps of its `step/`: each extends a step, built-in or the user's, is never adopted and comes right after
@@ -61,6 +63,7 @@ def _natural_key(name: str) -> list:
 def _builtin_steps(conf_dir: Path) -> tuple[Step, ...]:
     files = sorted((conf_dir / "step").glob("*.yaml"))
     parents = {f.stem: _parent_of(f) for f in files}
+    marked = {f.stem for f in files if _header(f).get("branch") == "side"}
     children: dict[str | None, list[str]] = {}
     for name, parent in parents.items():
         children.setdefault(parent, []).append(name)
@@ -69,16 +72,16 @@ def _builtin_steps(conf_dir: Path) -> tuple[Step, ...]:
     def chain(name: str) -> list[str]:
         return chain(parents[name]) + [name] if parents[name] else [name]
 
-    adopted = set(max((chain(name) for name in parents), key=len))
+    adopted = set(max((c for c in map(chain, parents) if not marked.intersection(c)), key=len))
 
     def subtree(name: str) -> list[str]:
         return [name] + [n for child in sorted(children.get(name, []), key=_natural_key) for n in subtree(child)]
 
     order, node = [root], root
-    while children.get(node):
-        for child in sorted(children[node], key=_natural_key):
+    while node is not None:
+        for child in sorted(children.get(node, []), key=_natural_key):
             order += [child] if child in adopted else subtree(child)
-        node = next(child for child in children[node] if child in adopted)
+        node = next((child for child in children.get(node, []) if child in adopted), None)
     return tuple(Step(name, parents[name], name in adopted) for name in order)
 
 

@@ -1,4 +1,5 @@
-"""Load torchvision's `resnet50` / `convnext_tiny` weights into the roadmap's two endpoints."""
+"""Load torchvision's `resnet50` / `convnext_tiny` weights into the roadmap's two endpoints, and timm's
+`convnextv2_tiny` weights into its ConvNeXt V2 side branch."""
 
 import re
 
@@ -26,7 +27,17 @@ _CONVNEXT_KEYS = [
     (r"^classifier\.0\.", "head.norm."),
     (r"^classifier\.2\.", "head.fc."),
 ]
-_REFERENCES = {"resnet50": ("fc.weight", _RESNET_KEYS), "convnext_tiny": ("classifier.2.weight", _CONVNEXT_KEYS)}
+# timm's ConvNeXt V2 names stage downsampling and head as ours; block = [conv_dw, norm, mlp.fc1 (a Linear), mlp.act,
+# mlp.grn, mlp.fc2 (a Linear)].
+_CONVNEXT_V2_BLOCK = {"conv_dw": "conv1", "norm": "norm1", "mlp.fc1": "conv2", "mlp.grn": "grn", "mlp.fc2": "conv3"}
+_CONVNEXT_V2_KEYS = [
+    (r"^stem\.0\.", "stem.conv."),
+    (r"^stem\.1\.", "stem.norm."),
+    (r"^(stages\.\d+\.blocks\.\d+)\.(conv_dw|norm|mlp\.fc1|mlp\.grn|mlp\.fc2)\.",
+     lambda m: f"{m[1]}.branch.{_CONVNEXT_V2_BLOCK[m[2]]}."),
+]
+_TORCHVISION = {"resnet50": ("fc.weight", _RESNET_KEYS), "convnext_tiny": ("classifier.2.weight", _CONVNEXT_KEYS)}
+_TIMM = {"convnextv2_tiny": ("stages.0.blocks.0.mlp.grn.weight", _CONVNEXT_V2_KEYS)}
 
 
 def _rename(key: str, rules) -> str:
@@ -43,10 +54,22 @@ def load_torchvision_weights(model: nn.Module, state_dict: dict[str, torch.Tenso
     Raises ValueError when the state dict is neither, or when `model` is not the matching roadmap endpoint
     (step `resnet` or `sep_downsample` of the tiny roadmap, any class count that matches the classifier).
     """
-    reference = next((name for name, (marker, _) in _REFERENCES.items() if marker in state_dict), None)
+    return _load(model, state_dict, _TORCHVISION, "a torchvision resnet50 or convnext_tiny")
+
+
+def load_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+    """Copy a timm `convnextv2_tiny` state dict into step `convnext_v2` of the tiny roadmap; return its name.
+
+    Raises ValueError when the state dict is not one, or when `model` is not that step.
+    """
+    return _load(model, state_dict, _TIMM, "a timm convnextv2_tiny")
+
+
+def _load(model: nn.Module, state_dict: dict[str, torch.Tensor], references: dict, description: str) -> str:
+    reference = next((name for name, (marker, _) in references.items() if marker in state_dict), None)
     if reference is None:
-        raise ValueError(f"not a torchvision resnet50 or convnext_tiny state dict (keys {list(state_dict)[:3]} ...)")
-    rules = _REFERENCES[reference][1]
+        raise ValueError(f"not {description} state dict (keys {list(state_dict)[:3]} ...)")
+    rules = references[reference][1]
     target = model.state_dict()
     renamed = {_rename(k, rules): v for k, v in state_dict.items()}
     missing, unexpected = sorted(set(target) - set(renamed)), sorted(set(renamed) - set(target))

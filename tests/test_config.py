@@ -11,10 +11,10 @@ def test_step_order_is_the_papers():
     assert roadmap.STEP_NAMES == (
         "resnet", "modern_recipe", "stage_ratio", "patchify", "depthwise", "width", "inverted", "move_up",
         "kernel5", "kernel7", "kernel9", "kernel11", "gelu", "fewer_acts", "fewer_norms", "layernorm",
-        "sep_downsample",
+        "sep_downsample", "convnext_v2",
     )
     side_branches = [s.name for s in roadmap.STEPS if not s.adopted]
-    assert side_branches == ["kernel5", "kernel9", "kernel11"]
+    assert side_branches == ["kernel5", "kernel9", "kernel11", "convnext_v2"]
 
 
 def test_each_step_file_names_itself_and_extends_its_parent():
@@ -31,8 +31,12 @@ def test_step_order_follows_the_files(tmp_path):
     for f in (CONF_DIR / "step").glob("*.yaml"):
         (tmp_path / "step" / f.name).write_text(f.read_text())
     (tmp_path / "step" / "extra.yaml").write_text("defaults:\n  - sep_downsample\n  - _self_\nstep: extra\n")
-    assert [s.name for s in load_steps(tmp_path)][-1] == "extra"
-    assert [s.name for s in load_steps(tmp_path)][:-1] == list(roadmap.STEP_NAMES)
+    steps = load_steps(tmp_path)
+    assert [s.name for s in steps][-1] == "extra" and steps[-1].adopted
+    assert [s.name for s in steps][:-1] == list(roadmap.STEP_NAMES)
+    # Marked a side branch in its header, a step is off the adopted path even where it would extend it.
+    (tmp_path / "step" / "extra.yaml").write_text("# @branch side\n" + (tmp_path / "step" / "extra.yaml").read_text())
+    assert [s.name for s in load_steps(tmp_path) if s.adopted] == list(roadmap.ADOPTED_STEPS)
 
 
 def test_no_step_is_resnet50_with_the_original_recipe():

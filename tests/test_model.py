@@ -1,9 +1,10 @@
-"""The roadmap network: both endpoints equal torchvision, every step costs what the paper says and changes
-exactly what its name says, and every path builds, runs forward and backward."""
+"""The roadmap network: both endpoints equal torchvision and the ConvNeXt V2 branch timm, every step costs what the
+paper says and changes exactly what its name says, and every path builds, runs forward and backward."""
 
 import copy
 
 import pytest
+import timm
 import torch
 import torchvision
 from omegaconf import OmegaConf
@@ -13,7 +14,8 @@ import roadmap
 from roadmap import fast
 from roadmap.fast import CroppedConv2d
 from roadmap.flops import count_cost
-from roadmap.model import Block, LayerNorm2d
+from roadmap.model import Block, GlobalResponseNorm, LayerNorm2d
+from roadmap.weights import load_timm_weights
 
 # The paper's GFLOPs (Table 10 / Figure 2) with the two misprints corrected as ROADMAP_SPEC.md explains.
 PAPER_GFLOPS = {
@@ -29,8 +31,11 @@ def imagenet_model(step: str, path: str = "tiny") -> nn.Module:
     return roadmap.build_model(roadmap.compose([f"roadmap={path}", f"+step={step}", *IMAGENET]).model)
 
 
-def test_every_step_has_a_paper_gflops_entry():
-    assert set(PAPER_GFLOPS) == set(roadmap.STEP_NAMES)
+def test_every_step_of_the_paper_has_a_paper_gflops_entry():
+    # The paper's steps: the adopted path and the branches off it before its end; a branch off ConvNeXt itself
+    # (convnext_v2) goes past the paper.
+    last = roadmap.ADOPTED_STEPS[-1]
+    assert set(PAPER_GFLOPS) == {s.name for s in roadmap.STEPS if s.adopted or s.parent != last}
 
 
 @pytest.mark.parametrize("fast_path", [False, True])
@@ -48,6 +53,22 @@ def test_endpoint_equals_torchvision(step, reference, fast_path):
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_convnext_v2_equals_timm(fast_path):
+    torch.manual_seed(0)
+    cfg = roadmap.compose(["+step=convnext_v2", *IMAGENET])
+    ours, theirs = roadmap.build_model(cfg.model, fast=fast_path).eval(), timm.create_model("convnextv2_tiny").eval()
+    with torch.no_grad():  # timm starts GRN, norms and biases as constants: made distinct, a misplaced one shows
+        for p in theirs.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.5)
+    assert load_timm_weights(ours, theirs.state_dict()) == "convnextv2_tiny"
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-4)
+
+
 def test_loading_weights_into_another_step_fails_clearly():
     with pytest.raises(ValueError, match="not the roadmap's convnext_tiny endpoint"):
         roadmap.load_torchvision_weights(imagenet_model("layernorm"), torchvision.models.convnext_tiny().state_dict())
@@ -55,6 +76,10 @@ def test_loading_weights_into_another_step_fails_clearly():
         roadmap.load_torchvision_weights(imagenet_model("resnet", "base"), torchvision.models.resnet50().state_dict())
     with pytest.raises(ValueError, match="not a torchvision resnet50 or convnext_tiny"):
         roadmap.load_torchvision_weights(imagenet_model("resnet"), torchvision.models.squeezenet1_0().state_dict())
+    with pytest.raises(ValueError, match="not the roadmap's convnextv2_tiny endpoint"):
+        load_timm_weights(imagenet_model("sep_downsample"), timm.create_model("convnextv2_tiny").state_dict())
+    with pytest.raises(ValueError, match="not a timm convnextv2_tiny"):
+        load_timm_weights(imagenet_model("convnext_v2"), torchvision.models.convnext_tiny().state_dict())
 
 
 def test_resnet18_state_dict_does_not_load_into_resnet50():
@@ -178,6 +203,16 @@ def _check_sep_downsample(before, after, path):
     assert all(b.layer_scale is None for b in _blocks(before))
 
 
+def _check_convnext_v2(before, after, path):
+    for b_before, b_after in zip(_blocks(before), _blocks(after), strict=True):
+        names = list(b_after.branch._modules)
+        assert names[names.index("grn") - 1:names.index("grn") + 2] == ["act2", "grn", "conv3"]
+        assert b_after.branch.grn.weight.numel() == b_after.branch.conv3.in_channels  # on the 4x hidden width
+        assert b_before.layer_scale is not None and b_after.layer_scale is None
+    assert _count(before, GlobalResponseNorm) == 0
+    assert _types(before.stem) == _types(after.stem) and _types(before.head) == _types(after.head)
+
+
 def _check_same_network(before, after, path):
     assert str(before) == str(after)
 
@@ -188,6 +223,7 @@ STEP_CHANGES = {
     "kernel5": _kernel_check(5), "kernel7": _kernel_check(7), "kernel9": _kernel_check(9),
     "kernel11": _kernel_check(11), "gelu": _check_gelu, "fewer_acts": _check_fewer_acts,
     "fewer_norms": _check_fewer_norms, "layernorm": _check_layernorm, "sep_downsample": _check_sep_downsample,
+    "convnext_v2": _check_convnext_v2,
 }
 
 
@@ -312,7 +348,7 @@ def test_flops_are_counted_on_the_network_as_built():
     assert _count(fast_model, CroppedConv2d) > 0 == _count(plain_model, CroppedConv2d)  # swapped back after counting
 
 
-@pytest.mark.parametrize("step", ["resnet", "inverted", "fewer_norms", "layernorm", "sep_downsample"])
+@pytest.mark.parametrize("step", ["resnet", "inverted", "fewer_norms", "layernorm", "sep_downsample", "convnext_v2"])
 def test_zero_init_last_starts_every_residual_branch_at_zero(step):
     def branch_outputs(model: nn.Module) -> list[torch.Tensor]:
         outputs = []
