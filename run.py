@@ -27,12 +27,14 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 from roadmap import distributed, train  # noqa: E402
-from roadmap.config import ConfigError, compose, expand_home, parse_overrides, validate  # noqa: E402
+from roadmap.config import (ConfigError, compose, compose_with_hydra, expand_home, parse_overrides,  # noqa: E402
+                            validate)
 from roadmap.data import build_splits, check_batch_fits  # noqa: E402
-from roadmap.record import RunRecord  # noqa: E402
+from roadmap.fingerprint import trained_config  # noqa: E402
+from roadmap.record import RecordMismatch, RunRecord  # noqa: E402
 
 EXIT_BAD_INPUT = 2
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3}
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "refused": EXIT_BAD_INPUT}
 CONFIG_PATH, CONFIG_NAME = "conf", "config"  # @hydra.main's, which --config-path and --config-name replace
 # Hydra answers these itself and trains nothing.
 _INFO_ARGUMENTS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
@@ -57,12 +59,20 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*per_key.values())]
 
 
-def check_job(overrides: list[str], checked_data: set[str], sources: dict) -> None:
-    """Everything about a job that can be known before training: its settings, its device, its data and splits
-    (loaded once per distinct data and budget settings in `checked_data`; the run this process launches reuses an
-    image folder's listing)."""
+def job_run_dir(overrides: list[str], multirun: bool, sources: dict) -> Path:
+    """The directory Hydra will give the job of these overrides."""
+    cfg = compose_with_hydra(overrides, **sources)
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:job.override_dirname}
+    return Path(f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}" if multirun else cfg.hydra.run.dir)
+
+
+def check_job(overrides: list[str], checked_data: set[str], multirun: bool, sources: dict) -> None:
+    """Everything about a job that can be known before training: its settings, its device, whether its run
+    directory holds a run of another config, its data and splits (loaded once per distinct data and budget
+    settings in `checked_data`; the run this process launches reuses an image folder's listing)."""
     cfg = compose(overrides, **sources)
     train.resolve_device(cfg.runtime.device)
+    RunRecord(job_run_dir(overrides, multirun, sources)).check_config(trained_config(cfg))
     data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
     if data not in checked_data:
         check_batch_fits(build_splits(cfg.data, cfg.budget, cfg.recipe), cfg.data, cfg.budget)
@@ -96,7 +106,7 @@ def check_command_line(argv: list[str]) -> None:
             if args.multirun:
                 swept_values = " ".join(overrides[i] for i in swept)
                 job = f"job {number} of {len(jobs)}" + (f" ({swept_values})" if swept_values else "") + ": "
-            check_job(overrides, checked_data, config_sources(args))
+            check_job(overrides, checked_data, args.multirun, config_sources(args))
     except (ConfigError, HydraException, OmegaConfBaseException) as e:
         print(f"error: {job}{str(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
@@ -115,8 +125,18 @@ def _summary(result: dict) -> str:
 
 
 def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
-    """Run and record one job. Every outcome ends in result.json; nothing propagates but an interrupt."""
+    """Run and record one job. Every outcome but one ends in result.json; nothing propagates but an interrupt.
+    The exception: a directory holding a run of another config is left as it is (status `refused`)."""
     record = RunRecord(run_dir, is_writer=distributed.rank() == 0)
+    try:
+        note = record.check_config(trained_config(validate(cfg)))
+    except RecordMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return {"status": "refused", "error": str(e), "run_dir": str(run_dir)}
+    except ConfigError:
+        note = None  # the run records it below
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     previous = record.completed_result()
     if previous is not None:
         print(f"already complete, not retrained\n{_summary(previous)}")

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from analysis import stats
 from roadmap.config import flatten, override_key
 from roadmap.record import RENAMED_FIELDS, with_current_names
-from roadmap.steps import CONF_DIR, Step, load_steps
+from roadmap.steps import CONF_DIR, Step, load_steps, searched_folders
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
 FAMILY = ["roadmap", "data", "settings"]
@@ -68,15 +68,20 @@ def split_overrides(overrides) -> tuple[str, str]:
 
 
 def load_run(result_path: Path) -> dict:
-    """One run as a flat row: every `result.json` field, then the flattened Hydra config (the record wins on a
-    shared key), then derived columns: run_dir, recipe, design, settings and `excluded` (why it is not averaged)."""
+    """One run as a flat row: every `result.json` field, then the flattened config it was trained under (the
+    record wins on a shared key), then derived columns: run_dir, recipe, design, settings, config_source and
+    `excluded` (why it is not averaged). The config is the record's own; a record from before runs recorded it
+    is joined to its `.hydra/config.yaml`, which a later launch in the same directory may have rewritten."""
     run_dir = result_path.parent
     try:
         record = with_current_names(json.loads(result_path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         record = {"status": "unreadable", "error": f"result.json: {e}"}
-    config = _load_config(run_dir)
+    config = record.pop("config", None)
+    config_source = "result.json" if config is not None else ".hydra/config.yaml (recorded before runs kept theirs)"
+    config = config if config is not None else _load_config(run_dir)
     row = flatten(config) | {key: json.dumps(v) if isinstance(v, dict) else v for key, v in record.items()}
+    row["config_source"] = config_source
     overrides = record.get("overrides")
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if overrides is None and overrides_file.is_file():
@@ -101,7 +106,7 @@ def _user_config_dirs(run_dir: Path) -> str:
     if not path.is_file():
         return ""
     sources = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.config_sources", default=None) or []
-    return os.pathsep.join(s.path for s in sources if s.schema == "file" and s.provider != "main")
+    return os.pathsep.join(map(str, searched_folders(sources)))
 
 
 def step_tree(runs: pd.DataFrame, config_dirs=()) -> tuple[Step, ...]:
@@ -109,7 +114,21 @@ def step_tree(runs: pd.DataFrame, config_dirs=()) -> tuple[Step, ...]:
     the runs' Hydra searched (`config_dirs` column) where they still exist. ConfigError for a broken step file."""
     recorded = runs["config_dirs"].dropna().unique() if "config_dirs" in runs else []
     folders = [*map(Path, config_dirs), *(Path(p) for joined in recorded for p in str(joined).split(os.pathsep) if p)]
-    return load_steps(CONF_DIR, list(dict.fromkeys(f.resolve() for f in folders if f.is_dir())))
+    steps = list(load_steps(CONF_DIR, list(dict.fromkeys(f.resolve() for f in folders if f.is_dir()))))
+    return tuple(_with_recorded_steps(steps, runs))
+
+
+def _with_recorded_steps(steps: list[Step], runs: pd.DataFrame) -> list[Step]:
+    """`steps` with each step that only the runs' records know (a folder since moved), placed right after its
+    recorded parent."""
+    if "step_parent" not in runs:
+        return steps
+    known = {step.name for step in steps}
+    recorded = runs[~runs.step.isin(known) & runs.step_parent.isin(known)].drop_duplicates("step")
+    for _, run in recorded.iterrows():
+        at = next(i for i, step in enumerate(steps) if step.name == run.step_parent) + 1
+        steps.insert(at, Step(run.step, run.step_parent, adopted=False, builtin=not _false(run.get("step_builtin"))))
+    return steps
 
 
 def unknown_steps(runs: pd.DataFrame, steps: tuple[Step, ...]) -> list[str]:

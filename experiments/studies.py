@@ -8,12 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from experiments import ablations
+from roadmap.config import compose
 from roadmap.steps import Step
 
 # The Fashion-MNIST proxy: its budget is conf/budget/fmnist_7k.yaml. Its runs go one at a time on every core:
 # on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once (joblib) one every 3.1 min
-# (README).
+# (docs/studies.md).
 FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_7k")
+# The proxy of narrow networks trained to where learning ends (conf/budget/fmnist_narrow.yaml, issue 19's pilot):
+# two single-threaded jobs at once.
+NARROW_SETTINGS = ("data=fashion_mnist", "budget=fmnist_narrow", "hydra/launcher=joblib")
+LENGTH_STEPS = ("resnet", "depthwise", "width", "sep_downsample")  # the two ends and the steps that change capacity
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,25 @@ def add_one_in_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]
     return _ablation_sweeps(_adopted(steps)[0], ablations.add_one_in(roadmap_name))
 
 
+def length_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    """The ends and the capacity steps at twice the budget's length: paired by seed with the same steps of a
+    roadmap study (`python -m analysis.compare`), it says whether learning has ended at the budget's length."""
+    epochs = compose(list(NARROW_SETTINGS[:2])).budget.epochs
+    return [Sweep("", ("+step=" + ",".join(LENGTH_STEPS), f"budget.epochs={2 * epochs}"))]
+
+
 STUDIES = {study.name: study for study in [
     Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32, the embedded proxy, 3 seeds "
-          "(2-core CPU: see the README for the measured time)",
+          "(2-core CPU: see docs/studies.md for the measured time)",
           FMNIST_SETTINGS, 3, roadmap_sweeps),
     Study("lr_fmnist", "the learning-rate rule of the Fashion-MNIST proxy: each recipe's lr at 1/4, 1 and 4 times "
           "its base value, on the first and last step it trains", FMNIST_SETTINGS, 1,
           lr_sweeps),
+    Study("roadmap_fmnist_narrow", "every step of the roadmap on Fashion-MNIST 32x32 at a quarter of the paper's "
+          "widths, 20k images, 5 epochs (budget=fmnist_narrow), 3 seeds", NARROW_SETTINGS, 3, roadmap_sweeps),
+    Study("length_fmnist_narrow", "where learning ends on budget=fmnist_narrow: ResNet-50, depthwise, width and "
+          "ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist_narrow", NARROW_SETTINGS, 2,
+          length_sweeps),
     Study("roadmap_imagenet", "every step of the roadmap in the paper's setting: ImageNet-1K at 224, 300 epochs, "
           "3 seeds (a GPU cluster; give data.root=... and a launcher)", ("data=imagefolder",), 3, roadmap_sweeps),
     Study("leave_one_out", "the roadmap's last network (ConvNeXt-T) with each design change undone alone, on the "

@@ -17,7 +17,9 @@ from roadmap import distributed
 if TYPE_CHECKING:
     from roadmap.train import Trainer
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint.pt"  # all a run needs to go on: written every epoch
+WEIGHTS_NAME = "weights.pt"  # what a completed run keeps by default: its weights and EMA weights
+KEEP = ("weights", "all", "none")  # runtime.keep
 
 
 def rng_states() -> dict:
@@ -50,11 +52,12 @@ def save(path: Path, state: dict) -> None:
     write_atomically(path, lambda partial: torch.save(state, partial))
 
 
-def load(path: Path) -> dict | None:
-    """The state saved at `path` (tensors on CPU), or None when there is none."""
+def load(path: Path, mmap: bool = False) -> dict | None:
+    """The state saved at `path` (tensors on CPU), or None when there is none. `mmap`: tensors are read from the
+    file only when used (a quick look at the rest)."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class RunState:
     scaler) and every process's RNG states; loading restores all of them, so a resumed run goes on exactly.
     """
 
+    config: dict  # the trained config (roadmap.fingerprint): a checkpoint says what it is a checkpoint of
     metrics: list[dict] = field(default_factory=list)
     earlier_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
@@ -92,16 +96,28 @@ class RunState:
         rng = distributed.gather_states(rng_states())
         if is_writer:
             save(path, {"trainer": trainer.state_dict(), "rng": rng, "metrics": self.metrics,
-                        "wall_seconds": self.wall_seconds()})
+                        "wall_seconds": self.wall_seconds(), "config": self.config})
 
     @classmethod
-    def load(cls, path: Path, trainer: "Trainer") -> "RunState":
-        """The state saved at `path`, restored into `trainer` and this process's RNGs; a new one when none is."""
+    def load(cls, path: Path, trainer: "Trainer", config: dict) -> "RunState":
+        """The state saved at `path`, restored into `trainer` and this process's RNGs; a new one when none is.
+        The caller has checked that the checkpoint's config is `config` (RunRecord.check_config)."""
         saved = load(path)
         if saved is None:
-            return cls()
+            return cls(config)
         trainer.load_state_dict(saved["trainer"])
         # Each process continues its own random stream (rank 0's when the number of processes changed).
         rng = saved["rng"]
         set_rng_states(rng[trainer.rank] if len(rng) == trainer.world_size else rng[0])
-        return cls(saved["metrics"], saved["wall_seconds"])
+        return cls(config, saved["metrics"], saved["wall_seconds"])
+
+
+def keep_after_completion(run_dir: Path, trainer: "Trainer", config: dict, keep: str) -> None:
+    """What a completed run keeps of its state (`runtime.keep`): `weights` writes WEIGHTS_NAME (the model's
+    state dict, the EMA model's or None, the trained config) and drops the checkpoint; `all` keeps the checkpoint;
+    `none` drops it. Call it after the result is written: a kill before leaves a run that resumes and completes."""
+    if keep == "weights":
+        ema = trainer.ema.module.state_dict() if trainer.ema is not None else None
+        save(run_dir / WEIGHTS_NAME, {"model": trainer.model.state_dict(), "ema": ema, "config": config})
+    if keep != "all":
+        (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)

@@ -104,6 +104,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"data.root: required for data={cfg.data.name}; set data.root=<folder>")
     layout = schema.Config(data=schema.DATA[cfg.data.name](), recipe=schema.RECIPES[cfg.recipe.name]())
     try:
+        _check_booleans(layout, cfg)
         typed = OmegaConf.merge(OmegaConf.structured(layout), cfg)
         _check_ranges(OmegaConf.to_object(typed))  # resolves every interpolation, checking its type
     except OmegaConfBaseException as e:
@@ -111,6 +112,25 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check_model(typed)
     _check_together(typed)
     return typed
+
+
+def _check_booleans(layout, cfg: DictConfig, prefix: str = "") -> None:
+    """ConfigError for a setting the schema types `bool` (or a mapping of bools) that is not true or false:
+    OmegaConf would take 2, 'yes' or 'on' as true. `layout`: a schema dataclass, or an instance choosing the
+    dataclasses of its data and recipe."""
+    hints = get_type_hints(layout if isinstance(layout, type) else type(layout))
+    # The model's switches read budget settings by interpolation: a bad value is named where it is set.
+    for name, annotation in sorted(hints.items(), key=lambda item: item[0] == "model"):
+        key, chosen = f"{prefix}{name}", getattr(layout, name, None)
+        node = type(chosen) if is_dataclass(chosen) else _not_none(annotation)
+        if is_dataclass(node):
+            _check_booleans(chosen if is_dataclass(chosen) else node, cfg, f"{key}.")
+        elif node is bool or (get_origin(node) is dict and get_args(node)[-1] is bool):
+            given = OmegaConf.select(cfg, key, default=None)
+            values = given.items() if isinstance(given, DictConfig) else [(None, given)]
+            for item, value in values:
+                if not isinstance(value, bool) and not (value is None and node is not annotation):
+                    raise ConfigError(f"{key if item is None else f'{key}.{item}'}={value!r}: must be true or false")
 
 
 def _check_ranges(node, prefix: str = "") -> None:

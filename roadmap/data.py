@@ -221,6 +221,67 @@ def build_splits(data_cfg, budget_cfg, recipe_cfg) -> Splits:
     )
 
 
+IN_MEMORY_DATA = ("fashion_mnist", "cifar10", "cifar100")  # splits of at most a few hundred MB as float tensors
+
+
+def in_memory_obstacle(data_cfg, budget_cfg, recipe_cfg) -> str | None:
+    """Why the training split cannot be held as one tensor of transformed images and flipped per batch (the
+    in-memory loader), or None when it can: the data must be small and every random transform but the flip off.
+    `recipe_cfg`: the recipe as trained (regularisers scaled by the budget)."""
+    if data_cfg.name not in IN_MEMORY_DATA:
+        return f"data={data_cfg.name} is read from files, image by image"
+    if list(budget_cfg.crop_scale) != [1.0, 1.0]:
+        return f"budget.crop_scale={list(budget_cfg.crop_scale)} crops each image at random"
+    if recipe_cfg.randaugment or recipe_cfg.random_erasing > 0:
+        return "the recipe's RandAugment or random erasing transforms each image at random"
+    return None
+
+
+def without_flip(split: TransformedSubset) -> TransformedSubset:
+    """A training split whose transform, once the flip is taken out, is deterministic (no in_memory_obstacle):
+    with crop_scale [1, 1] RandomResizedCrop always falls back to the whole image."""
+    transform = v2.Compose([t for t in split.transform.transforms if not isinstance(t, v2.RandomHorizontalFlip)])
+    return TransformedSubset(split.dataset, split.indices, transform)
+
+
+def stacked(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (image tensor, label) of `dataset` as one (N, C, H, W) tensor and a tensor of labels."""
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(images), torch.tensor(labels)
+
+
+class InMemoryBatches:
+    """Batches of images already transformed, held as one tensor: each image flipped with probability `hflip`
+    by `generator`, a batch at a time, in the order of `sampler` (None: in order, the last batch possibly short).
+
+    For a split that fits in memory and whose only random transform is the flip, it yields what a DataLoader of
+    the per-image transform yields, without a worker process or a transform per image. Items are (images, labels),
+    with `timed` (images, labels, seconds spent making the batch), as the training DataLoader's.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler=None, hflip: float = 0.0,
+                 generator: torch.Generator | None = None, timed: bool = False):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.sampler, self.hflip, self.generator, self.timed = sampler, hflip, generator, timed
+
+    def __len__(self) -> int:
+        if self.sampler is None:
+            return -(-len(self.images) // self.batch_size)
+        return len(self.sampler) // self.batch_size
+
+    def __iter__(self):
+        order = torch.tensor(list(self.sampler)) if self.sampler is not None else torch.arange(len(self.images))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            began = time.perf_counter()
+            index = order[start:start + self.batch_size]
+            images = self.images[index]
+            if self.hflip > 0:
+                flip = torch.rand(len(index), generator=self.generator) < self.hflip
+                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            batch = images, self.labels[index]
+            yield (*batch, torch.tensor([time.perf_counter() - began])) if self.timed else batch
+
+
 def check_batch_fits(splits: Splits, data_cfg, budget_cfg) -> None:
     """DataError unless the training split holds one global batch: an epoch's optimizer steps drop the remainder."""
     if budget_cfg.batch > len(splits.train):

@@ -186,6 +186,7 @@ class RoadmapNet(nn.Module):
         *,
         depths: Sequence[int] = (3, 4, 6, 3),
         widths: Sequence[int] = (64, 128, 256, 512),
+        width_multiplier: float = 1.0,
         expansion: int = 4,
         in_chans: int = 3,
         num_classes: int = 1000,
@@ -212,10 +213,11 @@ class RoadmapNet(nn.Module):
         super().__init__()
         check_arguments(
             depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
-            layer_scale, drop_path, init, patchify_norm=patchify_norm, patchify_act=patchify_act,
-            depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
+            layer_scale, drop_path, init, width_multiplier=width_multiplier, patchify_norm=patchify_norm,
+            patchify_act=patchify_act, depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
             downsample_norm=downsample_norm, head_norm=head_norm, grn=grn, zero_init_last=zero_init_last,
         )
+        widths = scaled_widths(widths, width_multiplier)
         opts = BlockOptions(block, expansion, kernel_size, depthwise, act, fewer_acts, norm, fewer_norms,
                             shortcut_norm, grn, layer_scale)
         self.stem = make_stem(stem, in_chans, widths[0], norm, act, patchify_norm, patchify_act)
@@ -252,7 +254,7 @@ class RoadmapNet(nn.Module):
 def check_arguments(
     depths: Sequence[int], widths: Sequence[int], expansion: int, in_chans: int, num_classes: int, stem: str,
     block: str, kernel_size: int, act: str, norm: str, downsample: str, layer_scale: float, drop_path: float,
-    init: str, **flags: bool,
+    init: str, width_multiplier: float = 1.0, **flags: bool,
 ) -> None:
     """Raise ValueError, one line naming the argument and what it may be, for arguments no network can honour."""
 
@@ -278,11 +280,19 @@ def check_arguments(
         fail("kernel_size", kernel_size, "an odd positive integer")
     if not 0 <= drop_path < 1:
         fail("drop_path", drop_path, "in [0, 1)")
+    if not width_multiplier > 0:
+        fail("width_multiplier", width_multiplier, "> 0")
     if layer_scale < 0:
         fail("layer_scale", layer_scale, ">= 0 (0 turns layer scale off)")
     for name, value in flags.items():
         if not isinstance(value, bool):
             fail(name, value, "true or false")
+
+
+def scaled_widths(widths: Sequence[int], multiplier: float) -> tuple[int, ...]:
+    """Stage widths times `multiplier`, each rounded to the nearest integer (at least 1). The stem takes the first
+    stage's width and hidden widths follow from the stages', so every width of the network scales with them."""
+    return tuple(max(1, round(width * multiplier)) for width in widths)
 
 
 def min_input_size(num_stages: int) -> int:

@@ -17,10 +17,15 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from roadmap import checkpoint
 from roadmap.checkpoint import CHECKPOINT_NAME, write_atomically
+from roadmap.config import ConfigError
+from roadmap.fingerprint import differences, fingerprint
+from roadmap.steps import CONF_DIR, load_steps, searched_folders
 
 METRICS_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5", "epoch_seconds",
                    "train_imgs_per_s"]
@@ -37,6 +42,11 @@ FIELD_NOTES = {
     "train_imgs_per_s": "training images per second over all processes, mean over epochs",
     "wall_seconds": "wall time of the run, summed over resumed attempts",
     "warning": "null, or why a completed run did not learn (chance-level top-1 or an exploded training loss)",
+    "config": "the resolved settings that decide what was trained (roadmap.fingerprint.trained_config)",
+    "config_fingerprint": "hash of config: a run is reused or resumed only under a config with the same one",
+    "step_parent": "the step this one changes, as the roadmap stood when the run was launched",
+    "step_adopted": "whether the step is on the path from ResNet-50 to ConvNeXt (false: a side branch)",
+    "step_builtin": "whether the step is the project's (false: a step of the user's own folder)",
 }
 
 
@@ -84,6 +94,20 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def step_facts(name: str) -> dict:
+    """Where the step sits in the roadmap this run's Hydra composed (the user's folders on its search path
+    included): its parent, whether it is on the adopted path, whether it is built in. Empty when not found."""
+    folders = searched_folders(HydraConfig.get().runtime.config_sources) if HydraConfig.initialized() else []
+    step = next((step for step in load_steps(CONF_DIR, folders) if step.name == name), None)
+    if step is None:
+        return {}
+    return {"step_parent": step.parent, "step_adopted": step.adopted, "step_builtin": step.builtin}
+
+
+class RecordMismatch(ConfigError):
+    """A run directory holds a run of another trained config: it is neither reused nor resumed."""
+
+
 class RunRecord:
     def __init__(self, run_dir: Path, is_writer: bool = True):
         self.run_dir, self.is_writer = Path(run_dir), is_writer
@@ -102,14 +126,41 @@ class RunRecord:
         result = self.read_result()
         return result if result is not None and result.get("status") == "completed" else None
 
-    def base_result(self, cfg: DictConfig, overrides: list[str]) -> dict:
-        """The fields that say what was run."""
-        return {
+    def recorded_config(self) -> dict | None:
+        """The trained config this directory's run was recorded under: its completed result's, else its
+        checkpoint's (an interrupted run); None when neither holds one (no record, or one from before configs
+        were recorded)."""
+        completed = self.completed_result()
+        if completed is not None:
+            return completed.get("config")
+        saved = checkpoint.load(self.checkpoint_path, mmap=True)
+        return saved.get("config") if saved is not None else None
+
+    def check_config(self, config: dict) -> str | None:
+        """ConfigError, naming this directory and the first settings that differ, when it holds a completed or
+        interrupted run of another trained config: reusing or resuming it would record a config it never ran.
+        A note when its record predates recorded configs and so cannot be checked; else None."""
+        recorded = self.recorded_config()
+        if recorded is None:
+            if self.completed_result() is not None or self.checkpoint_path.is_file():
+                return f"{self.run_dir}: recorded before runs recorded their config; not checked against today's"
+            return None
+        if fingerprint(recorded) != fingerprint(config):
+            raise RecordMismatch(f"{self.run_dir}: holds a run trained under another config ({differences(recorded, config)}); "
+                              "move or delete that directory to train this config there, or give hydra.run.dir=<dir>")
+        return None
+
+    def base_result(self, cfg: DictConfig, overrides: list[str], config: dict | None = None) -> dict:
+        """The fields that say what was run; `config`: its trained config, where the config could be resolved."""
+        fields = {
             "step": cfg.step, "roadmap": cfg.roadmap.name, "data": cfg.data.name, "recipe": cfg.recipe.name,
             "seed": cfg.seed, "overrides": list(overrides), "run_dir": str(self.run_dir),
             "torch_version": torch.__version__, "git_commit": git_commit(),
             "sweep_id": os.environ.get(SWEEP_ID_ENV), "field_notes": FIELD_NOTES,
         }
+        if config is not None:
+            fields |= {"config": config, "config_fingerprint": fingerprint(config)}
+        return fields | step_facts(cfg.step)
 
     def write_result(self, result: dict) -> None:
         if self.is_writer:

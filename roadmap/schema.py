@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from omegaconf import MISSING
 
+from roadmap.checkpoint import KEEP
 from roadmap.model import RoadmapNet
 from roadmap.recipe import LR_SCALING
 
@@ -92,6 +93,7 @@ class Budget:
     batch: int = setting(POSITIVE_INT)
     train_subset: int | None = setting(Check(lambda v: v is None or v > 0,
                                              "a positive integer or null (the whole train split)"))
+    width: float = setting(POSITIVE)
     crop_scale: list[float] = setting(Check(lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1,
                                             "[min, max] with 0 < min <= max <= 1"))
     lr_scaling: dict[str, str] = setting(Check(lambda v: set(v.values()) <= set(LR_SCALING),
@@ -151,11 +153,13 @@ class Runtime:
     batch_per_device: int = setting(POSITIVE_INT)
     workers: Any = setting(Check(lambda v: v == "auto" or (type(v) is int and v >= 0),
                                  "auto or an integer >= 0 (0: load in the training process)"))
+    loader: str = setting(one_of("auto", "memory", "workers"))
     sync_every: int = setting(POSITIVE_INT)
     threads: int | None = setting(Check(lambda v: v is None or v > 0, "a positive integer or null (PyTorch's default)"))
     deterministic: bool = MISSING
     sync_batchnorm: bool = MISSING
     progress: bool = MISSING
+    keep: str = setting(one_of(*KEEP))
 
 
 @dataclass

@@ -146,6 +146,12 @@ def load_steps(conf_dir: Path = CONF_DIR, config_dirs: Sequence[Path] = ()) -> t
     return _user_steps(_builtin_steps(conf_dir), list(folders.values()))
 
 
+def searched_folders(config_sources) -> list[Path]:
+    """The user's folders among the config sources Hydra searched (`hydra.runtime.config_sources`): the file
+    sources but the primary config's."""
+    return [Path(s.path) for s in config_sources if s.schema == "file" and s.provider != "main"]
+
+
 @cache
 def _roadmap_steps() -> tuple[Step, ...]:
     return _builtin_steps(CONF_DIR)

@@ -24,7 +24,9 @@ from tqdm import tqdm
 
 from roadmap import build_model, checkpoint, distributed, recipe, tracking
 from roadmap.config import ConfigError
-from roadmap.data import Timed, build_splits, check_batch_fits
+from roadmap.data import (InMemoryBatches, Timed, build_splits, check_batch_fits, in_memory_obstacle, stacked,
+                          without_flip)
+from roadmap.fingerprint import trained_config
 from roadmap.flops import count_cost
 from roadmap.record import RunRecord, learning_warning
 
@@ -62,6 +64,16 @@ def loader_workers(setting: int | str) -> int:
         return setting
     cpus = os.sched_getaffinity(0)
     return max(len(cpus) // distributed.processes_sharing(cpus) - 1, 0)
+
+
+def uses_memory(setting: str, cfg: DictConfig) -> bool:
+    """Whether the run's splits are held in memory as tensors and augmented a batch at a time (`runtime.loader`):
+    `auto` where nothing but the flip is random and the data is small; ConfigError when `memory` is asked for and
+    cannot be given. `cfg.recipe`: the recipe as trained."""
+    obstacle = in_memory_obstacle(cfg.data, cfg.budget, cfg.recipe)
+    if setting == "memory" and obstacle:
+        raise ConfigError(f"runtime.loader=memory: {obstacle}; use runtime.loader=auto or workers")
+    return setting != "workers" and obstacle is None
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -106,7 +118,8 @@ class Trainer:
             raise ConfigError(f"budget.batch={cfg.budget.batch}: must be a multiple of the {self.world_size} processes")
         check_batch_fits(splits, cfg.data, cfg.budget)  # then every epoch has at least one iteration
         self.loader_generator = torch.Generator()
-        self.workers = loader_workers(rt.workers)
+        self.in_memory = uses_memory(rt.loader, cfg)
+        self.workers = 0 if self.in_memory else loader_workers(rt.workers)
         self.accumulation = micro_batches_per_iteration(cfg.budget.batch, rt.batch_per_device, self.world_size)
         micro_batch = cfg.budget.batch // self.world_size // self.accumulation
         # Each process takes every world_size-th image of one permutation per epoch: whatever the number of
@@ -114,12 +127,18 @@ class Trainer:
         # sees a full one, and MixUp/CutMix an even one.
         self.sampler = DistributedSampler(splits.train, num_replicas=self.world_size, rank=self.rank, shuffle=True,
                                           seed=cfg.seed, drop_last=True)
-        self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
-                                         persistent=not rt.deterministic)
-        self.iterations_per_epoch = len(self.train_loader) // self.accumulation
         eval_batch = rt.batch_per_device * 2
-        self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
-        self.test_loader = self._loader(self._shard(splits.test), eval_batch)
+        if self.in_memory:
+            self.train_loader = InMemoryBatches(*stacked(without_flip(splits.train)), micro_batch, self.sampler,
+                                                cfg.recipe.hflip, self.loader_generator, timed=True)
+            self.val_loader = InMemoryBatches(*stacked(self._shard(splits.val)), eval_batch)
+            self.test_loader = InMemoryBatches(*stacked(self._shard(splits.test)), eval_batch)
+        else:
+            self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
+                                             persistent=not rt.deterministic)
+            self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
+            self.test_loader = self._loader(self._shard(splits.test), eval_batch)
+        self.iterations_per_epoch = len(self.train_loader) // self.accumulation
 
         self.optimizer = recipe.build_optimizer(self.model, cfg.recipe, cfg.budget)
         self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, cfg.budget.epochs,
@@ -143,8 +162,15 @@ class Trainer:
         extra = {"persistent_workers": persistent, "prefetch_factor": max(2, 4 // workers),
                  "multiprocessing_context": _WORKER_START_METHOD} if workers else {}
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=training, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else None,
+                          pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else self._eval_generator(),
                           **extra)
+
+    @staticmethod
+    def _eval_generator() -> torch.Generator:
+        # Without a generator of its own, an evaluation loader draws its workers' seed from the global RNG when it
+        # first starts them: a resumed run, whose val loader starts again, would draw once more than an
+        # uninterrupted one and train on with another random stream.
+        return torch.Generator().manual_seed(0)
 
     def autocast(self) -> torch.autocast:
         """The run's mixed-precision context (`runtime.amp`); a no-op when amp is off."""
@@ -279,6 +305,7 @@ def configure_torch(cfg: DictConfig) -> None:
         torch.set_num_threads(cfg.runtime.threads)
     torch.manual_seed(cfg.seed)
     if cfg.runtime.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic matmuls
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     else:
@@ -287,8 +314,11 @@ def configure_torch(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train and test the configured variant, recording into `run_dir`; the record of a completed run is
-    returned untouched. Returns the result (`status`: completed, diverged or failed)."""
+    returned untouched. Returns the result (`status`: completed, diverged or failed). RecordMismatch, before
+    anything is written, when `run_dir` holds a run of another trained config."""
     record = RunRecord(run_dir, is_writer=distributed.rank() == 0)
+    config = trained_config(cfg)
+    record.check_config(config)
     completed = record.completed_result()
     if completed is not None:
         return completed
@@ -301,14 +331,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     trainer = Trainer(cfg, splits, model)
     if record.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
-    result = record.base_result(cfg, overrides) | cost | {
+    result = record.base_result(cfg, overrides, config) | cost | {
         "input_size": cfg.data.image_size, "device": str(trainer.device),
         "world_size": trainer.world_size, "torch_threads": torch.get_num_threads(),
         "global_batch": cfg.budget.batch, "accumulation": trainer.accumulation, "workers": trainer.workers,
+        "loader": "in memory" if trainer.in_memory else "DataLoader",
         "lr": recipe.scaled_lr(cfg.recipe, cfg.budget), "lr_rule": recipe.lr_rule(cfg.recipe, cfg.budget),
         "recipe_as_trained": {key: cfg.recipe[key] for key in (*recipe.REGULARIZERS, "randaugment")}, "splits": splits.description,
     }
-    state = checkpoint.RunState.load(record.checkpoint_path, trainer)
+    state = checkpoint.RunState.load(record.checkpoint_path, trainer, config)
     if state.epochs:
         print(f"resuming {run_dir} after epoch {state.epochs}", file=sys.stderr)
     trackers = tracking.Trackers(cfg, run_dir, state.epochs * trainer.iterations_per_epoch + 1, record.is_writer)
@@ -355,4 +386,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
                    for key in ("loader_imgs_per_s", "loader_wait_fraction")}
     trackers.close(status)
     record.write_result(result)
+    if status == "completed" and record.is_writer:
+        checkpoint.keep_after_completion(run_dir, trainer, config, cfg.runtime.keep)
     return result

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from roadmap import STEP_NAMES, compose, recipe
 from roadmap.config import flatten
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-PROXIES = ["fmnist", "fmnist_7k", "fmnist_16k", "small", "cifar"]
+PROXY_DOC = (Path(__file__).resolve().parent.parent / "docs" / "proxy.md").read_text()  # the budget table
+PROXIES = ["fmnist", "fmnist_7k", "fmnist_16k", "fmnist_narrow", "small", "cifar"]
 
 
 @cache
@@ -22,7 +22,9 @@ def resolved(overrides: list[str]) -> dict:
     return _resolved(tuple(overrides))
 
 
-BUDGET_DECIDED = {"model.zero_init_last", "model.layer_scale"}  # each read from budget.<name>.<optimizer>
+# The model switches a budget decides, and the budget setting each reads.
+BUDGET_DECIDED = {"model.zero_init_last": "budget.zero_init_last.{optimizer}",
+                  "model.layer_scale": "budget.layer_scale.{optimizer}", "model.width_multiplier": "budget.width"}
 
 
 @pytest.mark.parametrize("budget", PROXIES)
@@ -32,15 +34,16 @@ def test_a_proxy_changes_only_budget_settings_at_every_step(budget):
         paper = resolved([f"+step={step}", "budget=paper"])
         proxy = resolved([f"+step={step}", f"budget={budget}"])
         changed = {key for key in paper.keys() | proxy.keys() if paper.get(key) != proxy.get(key)}
-        assert changed and all(key.startswith("budget.") for key in changed - BUDGET_DECIDED), step
+        assert changed and all(key.startswith("budget.") for key in changed - BUDGET_DECIDED.keys()), step
         optimizer = proxy["recipe.optimizer"]
-        for key in changed & BUDGET_DECIDED:
-            assert proxy[key] == proxy[f"budget.{key.removeprefix('model.')}.{optimizer}"], (step, key)
+        for key in changed & BUDGET_DECIDED.keys():
+            assert proxy[key] == proxy[BUDGET_DECIDED[key].format(optimizer=optimizer)], (step, key)
 
 
-def test_every_budget_decided_switch_reads_the_budget_for_the_recipes_optimizer():
+def test_every_budget_decided_switch_reads_its_budget_setting():
     raw = OmegaConf.to_container(compose([]).model, resolve=False)
-    assert {f"model.{key}" for key, v in raw.items() if "${budget." in str(v)} == BUDGET_DECIDED
+    assert {f"model.{key}": value for key, value in raw.items() if "${budget." in str(value)} == {
+        key: "${" + setting.replace("{optimizer}", "${recipe.optimizer}") + "}" for key, setting in BUDGET_DECIDED.items()}
 
 
 def test_the_proxy_turns_layer_scale_on_for_adamw_only_and_sep_downsample_sets_its_own():
@@ -52,11 +55,11 @@ def test_the_proxy_turns_layer_scale_on_for_adamw_only_and_sep_downsample_sets_i
 
 
 @pytest.mark.parametrize("budget", PROXIES)
-def test_every_departure_from_the_paper_is_listed_in_the_readme(budget):
+def test_every_departure_from_the_paper_is_listed_in_the_budget_table(budget):
     paper, proxy = resolved(["budget=paper"]), resolved([f"budget={budget}"])
     changed = {key.split(".")[1] for key in proxy if key.startswith("budget.") and paper.get(key) != proxy[key]}
     for key in changed - {"name"}:
-        assert f"`budget.{key}`" in README, key
+        assert f"`budget.{key}`" in PROXY_DOC, key
 
 
 def test_the_recipe_as_trained_differs_only_in_the_budgets_regularisers():

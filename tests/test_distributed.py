@@ -28,7 +28,7 @@ def _torchrun(args, cwd, nproc: int) -> subprocess.CompletedProcess:
 
 
 def test_two_processes_train_what_one_process_trains(tiny_run, tmp_path):
-    args = [*tiny_run, *SAME_RUN]
+    args = [*tiny_run, *SAME_RUN, "runtime.keep=all"]
     one = run_cli([*args, "hydra.run.dir=one"], tmp_path)
     assert one.returncode == 0, one.stderr
     two = _torchrun([*args, "hydra.run.dir=two", "runtime.batch_per_device=16"], tmp_path, nproc=2)

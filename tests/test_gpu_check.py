@@ -118,8 +118,6 @@ def test_killed_run_is_resumed_and_compared(smoke):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the persistent val loader draws its worker seed from the global RNG on its "
-                                       "first epoch only, so a resumed process draws once more (roadmap/train.py)")
 def test_killed_and_resumed_run_ends_bit_equal(smoke):
     out, _ = smoke
     (c,) = _rows(out / "resume.csv")

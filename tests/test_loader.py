@@ -24,7 +24,7 @@ def _trainer(overrides):
 
 @pytest.mark.parametrize("workers, prefetch", [(1, 4), (2, 2)])
 def test_workers_persist_and_keep_batches_in_flight(tiny_run, workers, prefetch):
-    trainer = _trainer([*tiny_run, f"runtime.workers={workers}"])
+    trainer = _trainer([*tiny_run, "runtime.loader=workers", f"runtime.workers={workers}"])
     for loader in (trainer.train_loader, trainer.val_loader):
         assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor) == (workers, True, prefetch)
     assert not trainer.test_loader.persistent_workers  # read once
@@ -33,12 +33,12 @@ def test_workers_persist_and_keep_batches_in_flight(tiny_run, workers, prefetch)
 
 def test_deterministic_runs_restart_training_workers_each_epoch(tiny_run):
     # Persistent workers would go on with their random streams, which a resumed run cannot reproduce.
-    trainer = _trainer([*tiny_run, "runtime.workers=1", "runtime.deterministic=true"])
+    trainer = _trainer([*tiny_run, "runtime.loader=workers", "runtime.workers=1", "runtime.deterministic=true"])
     assert not trainer.train_loader.persistent_workers and trainer.val_loader.persistent_workers
 
 
 def test_result_records_workers_and_the_loaders_speed(tiny_run, tmp_path):
-    overrides = [*tiny_run, "runtime.workers=auto", "budget.epochs=1"]
+    overrides = [*tiny_run, "runtime.loader=workers", "runtime.workers=auto", "budget.epochs=1"]
     result = train.run(compose(overrides), tmp_path, overrides)
     assert result["status"] == "completed"
     saved = json.loads((tmp_path / "result.json").read_text())

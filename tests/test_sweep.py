@@ -43,7 +43,7 @@ def test_submitit_local_sweep(tiny_run, tmp_path):
 def test_rerun_of_a_finished_sweep_trains_nothing(tiny_run, tmp_path):
     args = ["-m", "seed=0,1", *tiny_run]
     assert run_cli(args, tmp_path).returncode == 0
-    records = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.name in ("result.json", "checkpoint.pt")}
+    records = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.name in ("result.json", "weights.pt")}
     again = run_cli(args, tmp_path)
     assert again.returncode == 0
     assert "sweep: 0 runs trained (0 completed, 0 diverged, 0 failed), 2 already complete" in again.stdout

@@ -37,7 +37,7 @@ def test_training_learns_and_records_everything(tiny_run, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert saved["best_val_acc1"] == max(float(r["val_acc1"]) for r in rows)
-    assert (tmp_path / checkpoint.CHECKPOINT_NAME).is_file()
+    assert (tmp_path / checkpoint.WEIGHTS_NAME).is_file() and not (tmp_path / checkpoint.CHECKPOINT_NAME).exists()
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
@@ -65,7 +65,7 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypa
     assert without_timing(_metrics(tmp_path / "resumed")) == without_timing(_metrics(tmp_path / "whole"))
     assert (resumed["test_acc1"], resumed["test_acc5"], resumed["test_loss"]) == (
         uninterrupted["test_acc1"], uninterrupted["test_acc5"], uninterrupted["test_loss"])
-    whole, again = (checkpoint.load(tmp_path / d / checkpoint.CHECKPOINT_NAME)["trainer"] for d in ("whole", "resumed"))
+    whole, again = (checkpoint.load(tmp_path / d / checkpoint.WEIGHTS_NAME) for d in ("whole", "resumed"))
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, again["model"][name]), name
 
