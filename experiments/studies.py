@@ -15,8 +15,8 @@ from roadmap.steps import Step
 # on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once (joblib) one every 3.1 min
 # (docs/studies.md).
 FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_7k")
-# The proxy of narrow networks trained to where learning ends (conf/budget/fmnist_narrow.yaml, issue 19's pilot):
-# two single-threaded jobs at once.
+# The proxy of narrow networks trained towards where learning ends (conf/budget/fmnist_narrow.yaml): two
+# single-threaded jobs at once (docs/speed.md).
 NARROW_SETTINGS = ("data=fashion_mnist", "budget=fmnist_narrow", "hydra/launcher=joblib")
 LENGTH_STEPS = ("resnet", "depthwise", "width", "sep_downsample")  # the two ends and the steps that change capacity
 
@@ -80,7 +80,7 @@ STUDIES = {study.name: study for study in [
           "its base value, on the first and last step it trains", FMNIST_SETTINGS, 1,
           lr_sweeps),
     Study("roadmap_fmnist_narrow", "every step of the roadmap on Fashion-MNIST 32x32 at a quarter of the paper's "
-          "widths, 20k images, 5 epochs (budget=fmnist_narrow), 3 seeds", NARROW_SETTINGS, 3, roadmap_sweeps),
+          "widths on 20k images (budget=fmnist_narrow), 3 seeds", NARROW_SETTINGS, 3, roadmap_sweeps),
     Study("length_fmnist_narrow", "where learning ends on budget=fmnist_narrow: ResNet-50, depthwise, width and "
           "ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist_narrow", NARROW_SETTINGS, 2,
           length_sweeps),

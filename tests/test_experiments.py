@@ -123,3 +123,11 @@ def test_lr_study_brackets_each_recipes_rate_by_a_factor_of_four(tmp_path):
         lrs = [float(v) for arg in command if arg.startswith("recipe.lr=") for v in arg.split("=")[1].split(",")]
         assert lrs == pytest.approx([base / 4, base, base * 4])
         compose(cli.first_job(command))
+
+
+def test_length_study_runs_the_ends_and_capacity_steps_at_twice_the_budgets_epochs(tmp_path):
+    study = STUDIES["length_fmnist_narrow"]
+    (command,) = cli.sweep_commands(study, tmp_path, seeds=2, roadmap_name="tiny")
+    epochs = compose(list(study.settings[:2])).budget.epochs
+    assert "+step=resnet,depthwise,width,sep_downsample" in command and f"budget.epochs={2 * epochs}" in command
+    assert "budget=fmnist_narrow" in command and "seed=0,1" in command

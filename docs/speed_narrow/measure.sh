@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The narrow proxy's speed on this machine (docs/speed.md): the network alone (benchmark) against a whole run with
+# each loader, then two single-threaded runs at once against the same two runs one after the other on 2 threads.
+# Run from the repository root with nothing else running; writes its logs beside this script.
+set -euo pipefail
+out=docs/speed_narrow
+py=.venv/bin/python
+common="budget=fmnist_narrow budget.epochs=1 runtime.progress=false runtime.keep=none"
+rm -rf /tmp/speed_narrow
+$py -m analysis.benchmark --steps resnet sep_downsample --batch 128 --size 32 --in-chans 1 --num-classes 10 \
+    --override budget.width=0.25 --threads 2 --no-timm 2>&1 | grep -v Warning | tee $out/benchmark.txt
+for loader in memory workers; do
+  for step in resnet sep_downsample; do
+    $py run.py +step=$step $common runtime.loader=$loader hydra.run.dir=/tmp/speed_narrow/$loader/$step 2>&1 \
+      | grep -E "test top|error" | sed "s/^/$loader $step: /" | tee -a $out/runs.txt
+  done
+done
+start=$(date +%s.%N)
+for step in resnet sep_downsample; do
+  $py run.py +step=$step $common runtime.threads=2 hydra.run.dir=/tmp/speed_narrow/sequential/$step >/dev/null 2>&1
+done
+middle=$(date +%s.%N)
+for step in resnet sep_downsample; do
+  $py run.py +step=$step $common runtime.threads=1 hydra.run.dir=/tmp/speed_narrow/parallel/$step >/dev/null 2>&1 &
+done
+wait
+end=$(date +%s.%N)
+printf "two runs (resnet, sep_downsample, 1 epoch of fmnist_narrow): one after the other on 2 threads %.1f s, both at once on 1 thread each %.1f s\n" \
+  "$(echo "$middle - $start" | bc)" "$(echo "$end - $middle" | bc)" | tee $out/launcher.txt
