@@ -45,7 +45,8 @@ def fingerprint(config: dict) -> str:
 def differences(recorded: dict, now: dict, limit: int = 3) -> str:
     """The first `limit` settings that differ, as `recipe.lr: recorded 0.1, now 0.2`, `; `-joined."""
     old, new = flatten(recorded), flatten(now)
-    changed = [key for key in [*new, *(k for k in old if k not in new)] if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
+    keys = [*new, *(key for key in old if key not in new)]
+    changed = [key for key in keys if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
     shown = [f"{key}: recorded {_text(old.get(key, _ABSENT))}, now {_text(new.get(key, _ABSENT))}"
              for key in changed[:limit]]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""

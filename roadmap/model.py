@@ -214,7 +214,8 @@ class RoadmapNet(nn.Module):
         check_arguments(
             depths, widths, expansion, in_chans, num_classes, stem, block, kernel_size, act, norm, downsample,
             layer_scale, drop_path, init, width_multiplier=width_multiplier, patchify_norm=patchify_norm,
-            patchify_act=patchify_act, depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms, shortcut_norm=shortcut_norm,
+            patchify_act=patchify_act, depthwise=depthwise, fewer_acts=fewer_acts, fewer_norms=fewer_norms,
+            shortcut_norm=shortcut_norm,
             downsample_norm=downsample_norm, head_norm=head_norm, grn=grn, zero_init_last=zero_init_last,
         )
         widths = scaled_widths(widths, width_multiplier)

@@ -146,8 +146,9 @@ class RunRecord:
                 return f"{self.run_dir}: recorded before runs recorded their config; not checked against today's"
             return None
         if fingerprint(recorded) != fingerprint(config):
-            raise RecordMismatch(f"{self.run_dir}: holds a run trained under another config ({differences(recorded, config)}); "
-                              "move or delete that directory to train this config there, or give hydra.run.dir=<dir>")
+            raise RecordMismatch(f"{self.run_dir}: holds a run trained under another config "
+                                 f"({differences(recorded, config)}); move or delete that directory to train this "
+                                 "config there, or give hydra.run.dir=<dir>")
         return None
 
     def base_result(self, cfg: DictConfig, overrides: list[str], config: dict | None = None) -> dict:

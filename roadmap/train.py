@@ -161,9 +161,9 @@ class Trainer:
         # stall training.
         extra = {"persistent_workers": persistent, "prefetch_factor": max(2, 4 // workers),
                  "multiprocessing_context": _WORKER_START_METHOD} if workers else {}
+        generator = self.loader_generator if training else self._eval_generator()
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=training, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", generator=self.loader_generator if training else self._eval_generator(),
-                          **extra)
+                          pin_memory=self.device.type == "cuda", generator=generator, **extra)
 
     @staticmethod
     def _eval_generator() -> torch.Generator:
@@ -337,7 +337,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         "global_batch": cfg.budget.batch, "accumulation": trainer.accumulation, "workers": trainer.workers,
         "loader": "in memory" if trainer.in_memory else "DataLoader",
         "lr": recipe.scaled_lr(cfg.recipe, cfg.budget), "lr_rule": recipe.lr_rule(cfg.recipe, cfg.budget),
-        "recipe_as_trained": {key: cfg.recipe[key] for key in (*recipe.REGULARIZERS, "randaugment")}, "splits": splits.description,
+        "recipe_as_trained": {key: cfg.recipe[key] for key in (*recipe.REGULARIZERS, "randaugment")},
+        "splits": splits.description,
     }
     state = checkpoint.RunState.load(record.checkpoint_path, trainer, config)
     if state.epochs:

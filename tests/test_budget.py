@@ -42,8 +42,9 @@ def test_a_proxy_changes_only_budget_settings_at_every_step(budget):
 
 def test_every_budget_decided_switch_reads_its_budget_setting():
     raw = OmegaConf.to_container(compose([]).model, resolve=False)
-    assert {f"model.{key}": value for key, value in raw.items() if "${budget." in str(value)} == {
-        key: "${" + setting.replace("{optimizer}", "${recipe.optimizer}") + "}" for key, setting in BUDGET_DECIDED.items()}
+    expected = {key: "${" + setting.replace("{optimizer}", "${recipe.optimizer}") + "}"
+                for key, setting in BUDGET_DECIDED.items()}
+    assert {f"model.{key}": value for key, value in raw.items() if "${budget." in str(value)} == expected
 
 
 def test_the_proxy_turns_layer_scale_on_for_adamw_only_and_sep_downsample_sets_its_own():

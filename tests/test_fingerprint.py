@@ -28,7 +28,8 @@ def test_trained_config_leaves_out_how_a_run_runs_and_model_switches_at_their_de
 def test_differences_name_the_first_settings_that_differ():
     recorded = {"recipe": {"lr": 0.1, "name": "original"}, "seed": 0, "gone": 1}
     now = {"recipe": {"lr": 0.2, "name": "original"}, "seed": 1}
-    assert differences(recorded, now) == "recipe.lr: recorded 0.1, now 0.2; seed: recorded 0, now 1; gone: recorded 1, now (absent)"
+    assert differences(recorded, now) == ("recipe.lr: recorded 0.1, now 0.2; seed: recorded 0, now 1; "
+                                          "gone: recorded 1, now (absent)")
     assert differences(recorded, now, limit=1) == "recipe.lr: recorded 0.1, now 0.2 and 2 more"
 
 
@@ -96,7 +97,8 @@ def test_run_py_refuses_a_record_of_another_config_before_writing_anything(tiny_
     again = run_cli(tiny_run, tmp_path)
     assert again.returncode == 2
     (line,) = again.stderr.strip().splitlines()
-    assert line.startswith(f"error: {result_file.parent.relative_to(tmp_path)}: holds a run trained under another config")
+    run_dir = result_file.parent.relative_to(tmp_path)
+    assert line.startswith(f"error: {run_dir}: holds a run trained under another config")
     assert "recipe.lr: recorded 0.3, now 0.1" in line
     assert {p: p.stat().st_mtime_ns for p in result_file.parent.rglob("*")} == written  # .hydra/ included
 
