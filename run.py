@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 from roadmap import distributed, train  # noqa: E402
-from roadmap.config import (ConfigError, compose, compose_with_hydra, expand_home, parse_overrides,  # noqa: E402
+from roadmap.config import (ConfigError, compose_with_hydra, expand_home, parse_overrides,  # noqa: E402
                             validate)
 from roadmap.data import build_splits, check_batch_fits  # noqa: E402
 from roadmap.fingerprint import trained_config  # noqa: E402
@@ -59,20 +59,22 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*per_key.values())]
 
 
-def job_run_dir(overrides: list[str], multirun: bool, sources: dict) -> Path:
-    """The directory Hydra will give the job of these overrides."""
-    cfg = compose_with_hydra(overrides, **sources)
-    HydraConfig.instance().set_config(cfg)  # for ${hydra:job.override_dirname}
-    return Path(f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}" if multirun else cfg.hydra.run.dir)
+def job_run_dir(composed: DictConfig, multirun: bool) -> Path:
+    """The directory Hydra will give the job it composed (`compose_with_hydra`'s config, `hydra` node included)."""
+    HydraConfig.instance().set_config(composed)  # for ${hydra:job.override_dirname}
+    hydra = composed.hydra
+    return Path(f"{hydra.sweep.dir}/{hydra.sweep.subdir}" if multirun else hydra.run.dir)
 
 
 def check_job(overrides: list[str], checked_data: set[str], multirun: bool, sources: dict) -> None:
     """Everything about a job that can be known before training: its settings, its device, whether its run
     directory holds a run of another config, its data and splits (loaded once per distinct data and budget
     settings in `checked_data`; the run this process launches reuses an image folder's listing)."""
-    cfg = compose(overrides, **sources)
+    composed = compose_with_hydra(overrides, **sources)  # composed once: the job's settings and its directory
+    run_dir = job_run_dir(composed, multirun)
+    cfg = validate(OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"]))
     train.resolve_device(cfg.runtime.device)
-    RunRecord(job_run_dir(overrides, multirun, sources)).check_config(trained_config(cfg))
+    RunRecord(run_dir).check_config(trained_config(cfg))
     data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
     if data not in checked_data:
         check_batch_fits(build_splits(cfg.data, cfg.budget, cfg.recipe), cfg.data, cfg.budget)

@@ -126,25 +126,17 @@ class RunRecord:
         result = self.read_result()
         return result if result is not None and result.get("status") == "completed" else None
 
-    def recorded_config(self) -> dict | None:
-        """The trained config this directory's run was recorded under: its completed result's, else its
-        checkpoint's (an interrupted run); None when neither holds one (no record, or one from before configs
-        were recorded)."""
-        completed = self.completed_result()
-        if completed is not None:
-            return completed.get("config")
-        saved = checkpoint.load(self.checkpoint_path, mmap=True)
-        return saved.get("config") if saved is not None else None
-
     def check_config(self, config: dict) -> str | None:
         """ConfigError, naming this directory and the first settings that differ, when it holds a completed or
         interrupted run of another trained config: reusing or resuming it would record a config it never ran.
         A note when its record predates recorded configs and so cannot be checked; else None."""
-        recorded = self.recorded_config()
-        if recorded is None:
-            if self.completed_result() is not None or self.checkpoint_path.is_file():
-                return f"{self.run_dir}: recorded before runs recorded their config; not checked against today's"
+        # The config of a completed run is its result's, of an interrupted one its checkpoint's.
+        saved = self.completed_result() or checkpoint.load(self.checkpoint_path, mmap=True)
+        if saved is None:
             return None
+        recorded = saved.get("config")
+        if recorded is None:
+            return f"{self.run_dir}: recorded before runs recorded their config; not checked against today's"
         if fingerprint(recorded) != fingerprint(config):
             raise RecordMismatch(f"{self.run_dir}: holds a run trained under another config "
                                  f"({differences(recorded, config)}); move or delete that directory to train this "
