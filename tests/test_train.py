@@ -91,3 +91,12 @@ def test_gradient_accumulation_reaches_the_global_batch(tiny_run):
 
     trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
     assert trainer.accumulation == 4 and trainer.train_loader.batch_size == 16 and trainer.iterations_per_epoch == 7
+
+
+def test_deterministic_runs_set_cublas_workspace_for_deterministic_matmuls(tiny_run, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        train.configure_torch(compose([*tiny_run, "runtime.deterministic=true"]))
+        assert train.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
