@@ -11,12 +11,14 @@ from experiments import ablations
 from roadmap.config import compose
 from roadmap.steps import Step
 
-# The Fashion-MNIST proxy: its budget is conf/budget/fmnist_7k.yaml. Its runs go one at a time on every core:
-# on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once (joblib) one every 3.1 min
-# (docs/studies.md).
-FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_7k")
-# The proxy of narrow networks trained towards where learning ends (conf/budget/fmnist_narrow.yaml): two
-# single-threaded jobs at once (docs/speed.md).
+# The Fashion-MNIST proxy (conf/budget/fmnist_eighth.yaml): networks at an eighth of the paper's widths, two
+# single-threaded jobs at once (joblib), which at a quarter of the widths trained 1.43x faster than one job on both
+# cores (docs/speed.md).
+FMNIST_SETTINGS = ("data=fashion_mnist", "budget=fmnist_eighth", "hydra/launcher=joblib")
+# The proxy before it (conf/budget/fmnist_7k.yaml), full-width networks on 7k images: its runs go one at a time on
+# every core; on a 2-core CPU that finished a run every 2.0 min, two single-threaded jobs at once one every 3.1 min.
+FMNIST_7K_SETTINGS = ("data=fashion_mnist", "budget=fmnist_7k")
+# The pilot at a quarter of the paper's widths (conf/budget/fmnist_narrow.yaml).
 NARROW_SETTINGS = ("data=fashion_mnist", "budget=fmnist_narrow", "hydra/launcher=joblib")
 LENGTH_STEPS = ("resnet", "depthwise", "width", "sep_downsample")  # the two ends and the steps that change capacity
 
@@ -65,25 +67,34 @@ def add_one_in_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]
     return _ablation_sweeps(_adopted(steps)[0], ablations.add_one_in(roadmap_name))
 
 
-def length_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+def length_sweeps(settings: tuple[str, ...]) -> Callable[[str, tuple[Step, ...]], list[Sweep]]:
     """The ends and the capacity steps at twice the budget's length: paired by seed with the same steps of a
     roadmap study (`python -m analysis.compare`), it says whether learning has ended at the budget's length."""
-    epochs = compose(list(NARROW_SETTINGS[:2])).budget.epochs
-    return [Sweep("", ("+step=" + ",".join(LENGTH_STEPS), f"budget.epochs={2 * epochs}"))]
+    epochs = compose([s for s in settings if not s.startswith("hydra/")]).budget.epochs
+
+    def sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+        return [Sweep("", ("+step=" + ",".join(LENGTH_STEPS), f"budget.epochs={2 * epochs}"))]
+    return sweeps
 
 
 STUDIES = {study.name: study for study in [
-    Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32, the embedded proxy, 3 seeds "
-          "(2-core CPU: see docs/studies.md for the measured time)",
+    Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32 at an eighth of the paper's widths on "
+          "20k images, the embedded proxy, 3 seeds (2-core CPU: see docs/proxy.md for the measured time)",
           FMNIST_SETTINGS, 3, roadmap_sweeps),
+    Study("length_fmnist", "where learning ends on the proxy (budget=fmnist_eighth): ResNet-50, depthwise, width and "
+          "ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist", FMNIST_SETTINGS, 2,
+          length_sweeps(FMNIST_SETTINGS)),
+    Study("roadmap_fmnist_7k", "every step of the roadmap on Fashion-MNIST 32x32 at the paper's widths on 7k "
+          "images (budget=fmnist_7k), the proxy before roadmap_fmnist, 3 seeds", FMNIST_7K_SETTINGS, 3,
+          roadmap_sweeps),
     Study("lr_fmnist", "the learning-rate rule of the Fashion-MNIST proxy: each recipe's lr at 1/4, 1 and 4 times "
-          "its base value, on the first and last step it trains", FMNIST_SETTINGS, 1,
+          "its base value, on the first and last step it trains (budget=fmnist_7k)", FMNIST_7K_SETTINGS, 1,
           lr_sweeps),
     Study("roadmap_fmnist_narrow", "every step of the roadmap on Fashion-MNIST 32x32 at a quarter of the paper's "
           "widths on 20k images (budget=fmnist_narrow), 3 seeds", NARROW_SETTINGS, 3, roadmap_sweeps),
     Study("length_fmnist_narrow", "where learning ends on budget=fmnist_narrow: ResNet-50, depthwise, width and "
           "ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist_narrow", NARROW_SETTINGS, 2,
-          length_sweeps),
+          length_sweeps(NARROW_SETTINGS)),
     Study("roadmap_imagenet", "every step of the roadmap in the paper's setting: ImageNet-1K at 224, 300 epochs, "
           "3 seeds (a GPU cluster; give data.root=... and a launcher)", ("data=imagefolder",), 3, roadmap_sweeps),
     Study("leave_one_out", "the roadmap's last network (ConvNeXt-T) with each design change undone alone, on the "
