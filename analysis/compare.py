@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import aggregate, stats
-from roadmap.steps import STEPS
 
 
 def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -28,10 +27,14 @@ def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_studies(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """One row per step both studies ran, in roadmap order: n and mean of each, and the paired change."""
+    """One row per step both studies ran, in roadmap order (a user's step right after its parent, a step no
+    folder or record places last): n and mean of each, and the paired change."""
     base_acc, other_acc = _by_seed(base), _by_seed(other)
+    both = pd.concat([base, other], ignore_index=True)
+    steps = aggregate.step_tree(both)
+    order = [s.name for s in steps] + aggregate.unknown_steps(both, steps)
     rows = []
-    for step in [s.name for s in STEPS if s.name in base_acc and s.name in other_acc]:
+    for step in [name for name in order if name in base_acc and name in other_acc]:
         a, b = base_acc[step].dropna(), other_acc[step].dropna()
         rows.append({"step": step, "base_n": len(a), "base_test_acc1_mean": a.mean(), "other_n": len(b),
                      "other_test_acc1_mean": b.mean()} | stats.paired_change(b, a))

@@ -59,3 +59,14 @@ def test_a_study_of_several_families_is_refused(tmp_path, capsys):
     study(OTHER).to_csv(tmp_path / "b.csv", index=False)
     assert compare.main([str(tmp_path / "twice.csv"), str(tmp_path / "b.csv")]) == 2
     assert "several runs of one step and seed" in capsys.readouterr().err
+
+
+def test_a_users_step_is_compared_right_after_its_recorded_parent():
+    def with_user_steps(accuracies: dict) -> pd.DataFrame:
+        runs = study(accuracies)
+        runs["step_parent"] = runs.step.map({"my_k3": "resnet"})  # a user's step whose folder is gone
+        return runs
+    user = {("my_k3", 0): 70.0, ("my_k3", 1): 71.0, ("orphan", 0): 60.0, ("orphan", 1): 61.0}
+    table = compare.paired_studies(with_user_steps(BASE | user), with_user_steps(OTHER | user))
+    assert list(table.step) == ["resnet", "my_k3", "modern_recipe", "orphan"]  # a step no record places: last
+    assert table.set_index("step").loc["my_k3"].delta_test_acc1 == 0.0
