@@ -70,9 +70,8 @@ def add_one_in_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]
 def length_sweeps(settings: tuple[str, ...]) -> Callable[[str, tuple[Step, ...]], list[Sweep]]:
     """The ends and the capacity steps at twice the budget's length: paired by seed with the same steps of a
     roadmap study (`python -m analysis.compare`), it says whether learning has ended at the budget's length."""
-    epochs = compose([s for s in settings if not s.startswith("hydra/")]).budget.epochs
-
-    def sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    def sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:  # composes when run, not at import
+        epochs = compose([s for s in settings if not s.startswith("hydra/")]).budget.epochs
         return [Sweep("", ("+step=" + ",".join(LENGTH_STEPS), f"budget.epochs={2 * epochs}"))]
     return sweeps
 

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The study's launcher at an eighth of the widths (docs/speed.md): two single-threaded runs at once against the same
-# two runs one after the other on 2 threads. Run from the repository root with nothing else running; writes
-# launcher.txt beside this script.
+# Two single-threaded runs at once against the same two runs one after the other on 2 threads (docs/speed.md).
+# Usage: launcher.sh [BUDGET] [EPOCHS] [OUT_DIR] (default: fmnist_eighth, 2 epochs, this script's folder). Run from
+# the repository root with nothing else running; writes OUT_DIR/launcher.txt.
 set -euo pipefail
-out=docs/speed_eighth
+budget=${1:-fmnist_eighth}
+epochs=${2:-2}
+out=${3:-docs/speed_eighth}
 py=.venv/bin/python
-common="budget=fmnist_eighth budget.epochs=2 runtime.progress=false runtime.keep=none"
-rm -rf /tmp/speed_eighth
+common="budget=$budget budget.epochs=$epochs runtime.progress=false runtime.keep=none"
+scratch=/tmp/launcher_$budget
+rm -rf $scratch
 start=$(date +%s.%N)
 for step in resnet sep_downsample; do
-  $py run.py +step=$step $common runtime.threads=2 hydra.run.dir=/tmp/speed_eighth/sequential/$step >/dev/null 2>&1
+  $py run.py +step=$step $common runtime.threads=2 hydra.run.dir=$scratch/sequential/$step >/dev/null 2>&1
 done
 middle=$(date +%s.%N)
 for step in resnet sep_downsample; do
-  $py run.py +step=$step $common runtime.threads=1 hydra.run.dir=/tmp/speed_eighth/parallel/$step >/dev/null 2>&1 &
+  $py run.py +step=$step $common runtime.threads=1 hydra.run.dir=$scratch/parallel/$step >/dev/null 2>&1 &
 done
 wait
 end=$(date +%s.%N)
-printf "two runs (resnet, sep_downsample, 2 epochs of fmnist_eighth): one after the other on 2 threads %.1f s, both at once on 1 thread each %.1f s\n" \
-  "$(echo "$middle - $start" | bc)" "$(echo "$end - $middle" | bc)" | tee $out/launcher.txt
+printf "two runs (resnet, sep_downsample, %s epoch(s) of %s): one after the other on 2 threads %.1f s, both at once on 1 thread each %.1f s\n" \
+  "$epochs" "$budget" "$(echo "$middle - $start" | bc)" "$(echo "$end - $middle" | bc)" | tee $out/launcher.txt

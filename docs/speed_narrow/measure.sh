@@ -18,15 +18,4 @@ for loader in memory workers; do
       | grep -E "test top|error" | sed "s/^/$loader $step: /" | tee -a $out/runs.txt
   done
 done
-start=$(date +%s.%N)
-for step in resnet sep_downsample; do
-  $py run.py +step=$step $common runtime.threads=2 hydra.run.dir=/tmp/speed_narrow/sequential/$step >/dev/null 2>&1
-done
-middle=$(date +%s.%N)
-for step in resnet sep_downsample; do
-  $py run.py +step=$step $common runtime.threads=1 hydra.run.dir=/tmp/speed_narrow/parallel/$step >/dev/null 2>&1 &
-done
-wait
-end=$(date +%s.%N)
-printf "two runs (resnet, sep_downsample, 1 epoch of fmnist_narrow): one after the other on 2 threads %.1f s, both at once on 1 thread each %.1f s\n" \
-  "$(echo "$middle - $start" | bc)" "$(echo "$end - $middle" | bc)" | tee $out/launcher.txt
+docs/speed_eighth/launcher.sh fmnist_narrow 1 $out
