@@ -10,7 +10,8 @@ from roadmap import STEP_NAMES, compose, recipe
 from roadmap.config import flatten
 
 PROXY_DOC = (Path(__file__).resolve().parent.parent / "docs" / "proxy.md").read_text()  # the budget table
-PROXIES = ["fmnist", "fmnist_7k", "fmnist_16k", "fmnist_narrow", "fmnist_eighth", "small", "cifar"]
+PROXIES = ["fmnist", "fmnist_7k", "fmnist_16k", "fmnist_narrow", "fmnist_eighth", "fmnist_eighth_20ep", "small",
+           "cifar"]
 
 
 @cache

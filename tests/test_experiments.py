@@ -114,7 +114,7 @@ def test_a_bad_override_stops_the_study_before_any_run(tmp_path, capsys):
 def test_an_override_replaces_the_studys_own_for_that_key(tmp_path):
     (command,) = cli.sweep_commands(STUDIES["roadmap_fmnist"], tmp_path, 1, "tiny", ["+step=resnet", "budget.epochs=5"])
     assert [arg for arg in command if arg.startswith(("+step=", "budget.epochs="))] == ["+step=resnet", "budget.epochs=5"]
-    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "budget=fmnist_eighth"]
+    assert cli.first_job(command)[:3] == ["roadmap=tiny", "data=fashion_mnist", "budget=fmnist_eighth_20ep"]
 
 
 def test_lr_study_brackets_each_recipes_rate_by_a_factor_of_four(tmp_path):
@@ -125,9 +125,10 @@ def test_lr_study_brackets_each_recipes_rate_by_a_factor_of_four(tmp_path):
         compose(cli.first_job(command))
 
 
-@pytest.mark.parametrize("study_name, roadmap_study, budget", [("length_fmnist", "roadmap_fmnist", "fmnist_eighth"),
-                                                              ("length_fmnist_narrow", "roadmap_fmnist_narrow",
-                                                               "fmnist_narrow")])
+@pytest.mark.parametrize("study_name, roadmap_study, budget", [
+    ("length_fmnist", "roadmap_fmnist", "fmnist_eighth_20ep"), ("length_fmnist_eighth", "roadmap_fmnist_eighth",
+                                                                "fmnist_eighth"),
+    ("length_fmnist_narrow", "roadmap_fmnist_narrow", "fmnist_narrow")])
 def test_length_study_runs_the_ends_and_capacity_steps_at_twice_the_budgets_epochs(tmp_path, study_name,
                                                                                     roadmap_study, budget):
     study = STUDIES[study_name]
