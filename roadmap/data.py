@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -244,10 +244,25 @@ def without_flip(split: TransformedSubset) -> TransformedSubset:
     return TransformedSubset(split.dataset, split.indices, transform)
 
 
-def stacked(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (image tensor, label) of `dataset` as one (N, C, H, W) tensor and a tensor of labels."""
-    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
-    return torch.stack(images), torch.tensor(labels)
+def stacked(split: TransformedSubset | Subset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (image tensor, label) of a split, or of a process's shard of one, as one (N, C, H, W) tensor and a
+    tensor of labels: the images of the per-image transform. Its transforms before ToImage run image by image (on
+    PIL images, drawing from the global RNG as a loader would); those from ToImage on are deterministic
+    (in_memory_obstacle) and elementwise or alike for every image, so they run once on the whole stack."""
+    if isinstance(split, Subset):
+        split = TransformedSubset(split.dataset.dataset, [split.dataset.indices[i] for i in split.indices],
+                                  split.dataset.transform)
+    transforms = split.transform.transforms
+    cut = next((i for i, t in enumerate(transforms) if isinstance(t, v2.ToImage)), len(transforms))
+    images, labels = zip(*(split.dataset[i] for i in split.indices))
+    images = torch.stack([v2.functional.to_image(_applied(transforms[:cut], image)) for image in images])
+    return _applied(transforms[cut:], images).as_subclass(torch.Tensor), torch.tensor(labels)
+
+
+def _applied(transforms: list, image):
+    for transform in transforms:
+        image = transform(image)
+    return image
 
 
 class InMemoryBatches:

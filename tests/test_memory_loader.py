@@ -3,7 +3,7 @@ tensor and flipped a batch at a time; it gives the per-image transform's images,
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Subset
 
 from roadmap import ConfigError, build_model, compose, recipe, train
 from roadmap.data import InMemoryBatches, build_splits, in_memory_obstacle, stacked, without_flip
@@ -22,6 +22,21 @@ def test_held_images_flipped_a_batch_at_a_time_equal_the_per_image_transform(tin
     (images, batch_labels), = InMemoryBatches(held, held_labels, len(held), hflip=hflip)
     torch.testing.assert_close(images, per_image, rtol=0, atol=1e-6)
     assert torch.equal(batch_labels, labels)
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test", "test shard"])
+def test_a_stack_holds_the_per_image_transforms_images_and_draws_as_they_do(tiny_run, split):
+    splits = _splits([*tiny_run, "data.image_size=36"])  # a resize of 28 px that rounding would show
+    dataset = {"train": without_flip(splits.train), "val": splits.val, "test": splits.test,
+               "test shard": Subset(splits.test, range(1, len(splits.test), 3))}[split]
+    torch.manual_seed(0)
+    per_image = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    after_per_image = torch.rand(4)
+    torch.manual_seed(0)
+    images, labels = stacked(dataset)
+    assert torch.equal(torch.rand(4), after_per_image)  # the training run's random stream goes on unchanged
+    assert type(images) is torch.Tensor and torch.equal(images, per_image)  # bit for bit
+    assert torch.equal(labels, torch.tensor([dataset[i][1] for i in range(len(dataset))]))
 
 
 def test_batches_follow_the_sampler_and_the_generator(tiny_run):

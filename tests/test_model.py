@@ -69,6 +69,33 @@ def test_convnext_v2_equals_timm(fast_path):
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_global_response_norm_has_the_papers_outputs_and_gradients(memory_format):
+    torch.manual_seed(0)
+    grn = GlobalResponseNorm(6).double()
+    with torch.no_grad():
+        grn.weight.normal_(), grn.bias.normal_()
+    x = torch.randn(3, 6, 5, 5, dtype=torch.float64)
+    x[0, 2] = 0  # a map of zeros: its gradient is 0, as the norm's, not NaN
+    x = x.contiguous(memory_format=memory_format)
+
+    def papers(x):  # ConvNeXt V2's GRN (its channels-last form, here on NCHW)
+        gx = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True)
+        nx = gx / (gx.mean(dim=1, keepdim=True) + grn.eps)
+        return grn.weight[:, None, None] * (x * nx) + grn.bias[:, None, None] + x
+
+    results = []
+    for forward in (grn, papers):
+        grn.zero_grad()
+        inputs = x.clone().requires_grad_()
+        out = forward(inputs)
+        out.square().sum().backward()
+        results.append([out, inputs.grad, grn.weight.grad.clone(), grn.bias.grad.clone()])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, theirs)
+
+
 def test_loading_weights_into_another_step_fails_clearly():
     with pytest.raises(ValueError, match="not the roadmap's convnext_tiny endpoint"):
         roadmap.load_torchvision_weights(imagenet_model("layernorm"), torchvision.models.convnext_tiny().state_dict())
