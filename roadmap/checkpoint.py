@@ -99,17 +99,18 @@ class RunState:
                         "wall_seconds": self.wall_seconds(), "config": self.config})
 
     @classmethod
-    def load(cls, path: Path, trainer: "Trainer", config: dict) -> "RunState":
+    def load(cls, path: Path, trainer: "Trainer", config: dict, started: float) -> "RunState":
         """The state saved at `path`, restored into `trainer` and this process's RNGs; a new one when none is.
-        The caller has checked that the checkpoint's config is `config` (RunRecord.check_config)."""
+        The caller has checked that the checkpoint's config is `config` (RunRecord.check_config). `started`: when
+        this attempt began (time.perf_counter), its data and model built since."""
         saved = load(path)
         if saved is None:
-            return cls(config)
+            return cls(config, started=started)
         trainer.load_state_dict(saved["trainer"])
         # Each process continues its own random stream (rank 0's when the number of processes changed).
         rng = saved["rng"]
         set_rng_states(rng[trainer.rank] if len(rng) == trainer.world_size else rng[0])
-        return cls(config, saved["metrics"], saved["wall_seconds"])
+        return cls(config, saved["metrics"], saved["wall_seconds"], started)
 
 
 def keep_after_completion(run_dir: Path, trainer: "Trainer", config: dict, keep: str) -> None:

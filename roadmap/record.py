@@ -40,7 +40,7 @@ FIELD_NOTES = {
     "gflops": "fvcore total (conv, linear, norms, pooling) at input_size, batch 1, eval mode",
     "gflops_conv_linear": "conv + linear multiply-accumulates: the paper's GFLOPs",
     "train_imgs_per_s": "training images per second over all processes, mean over epochs",
-    "wall_seconds": "wall time of the run, summed over resumed attempts",
+    "wall_seconds": "wall time of the run from reading its data to its test result, summed over resumed attempts",
     "warning": "null, or why a completed run did not learn (chance-level top-1 or an exploded training loss)",
     "config": "the resolved settings that decide what was trained (roadmap.fingerprint.trained_config)",
     "config_fingerprint": "hash of config: a run is reused or resumed only under a config with the same one",

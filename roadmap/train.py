@@ -322,6 +322,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     completed = record.completed_result()
     if completed is not None:
         return completed
+    started = time.perf_counter()
     configure_torch(cfg)
     cfg = OmegaConf.merge(cfg, {"recipe": recipe.as_trained(cfg.recipe, cfg.budget)})
     splits = build_splits(cfg.data, cfg.budget, cfg.recipe)  # a DataError here leaves every file as it was
@@ -340,7 +341,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         "recipe_as_trained": {key: cfg.recipe[key] for key in (*recipe.REGULARIZERS, "randaugment")},
         "splits": splits.description,
     }
-    state = checkpoint.RunState.load(record.checkpoint_path, trainer, config)
+    state = checkpoint.RunState.load(record.checkpoint_path, trainer, config, started)
     if state.epochs:
         print(f"resuming {run_dir} after epoch {state.epochs}", file=sys.stderr)
     trackers = tracking.Trackers(cfg, run_dir, state.epochs * trainer.iterations_per_epoch + 1, record.is_writer)

@@ -3,6 +3,7 @@ stops on divergence."""
 
 import csv
 import json
+import time
 
 import pytest
 import torch
@@ -38,6 +39,18 @@ def test_training_learns_and_records_everything(tiny_run, tmp_path):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert saved["best_val_acc1"] == max(float(r["val_acc1"]) for r in rows)
     assert (tmp_path / checkpoint.WEIGHTS_NAME).is_file() and not (tmp_path / checkpoint.CHECKPOINT_NAME).exists()
+
+
+def test_wall_time_counts_the_data_and_the_model_built_before_the_first_epoch(tiny_run, tmp_path, monkeypatch):
+    build_splits = train.build_splits
+
+    def slow_build_splits(*args):
+        time.sleep(1.0)
+        return build_splits(*args)
+
+    monkeypatch.setattr(train, "build_splits", slow_build_splits)
+    result = _run([*tiny_run, "budget.epochs=1"], tmp_path)
+    assert result["wall_seconds"] > 1.0 + sum(float(r["epoch_seconds"]) for r in _metrics(tmp_path))
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
