@@ -1,0 +1,37 @@
+"""The base path's changes step by step against the tiny path's and the paper's (which has numbers for the tiny path
+only): signs and the rank correlation of the changes. Writes Markdown; run from the repository root:
+
+    python docs/roadmap_fmnist_base/compare_paths.py > docs/roadmap_fmnist_base/paths.md
+
+Its Spearman ranks the 13 adopted steps' changes (Δ against the parent), not the steps' accuracies as the
+calibration's does (analysis/calibration.py).
+"""
+
+import pandas as pd
+from scipy import stats
+
+STUDIES = {"base path, 10 epochs (n = 1)": "docs/roadmap_fmnist_eighth_base/roadmap.csv",
+           "base path, 20 epochs (n = 1)": "docs/roadmap_fmnist_base/roadmap.csv",
+           "tiny path, 20 epochs (n = 3)": "docs/roadmap_fmnist/roadmap.csv"}
+tables = {name: pd.read_csv(path).set_index("step") for name, path in STUDIES.items()}
+tiny = tables["tiny path, 20 epochs (n = 3)"]
+steps = tiny.index[tiny.adopted & tiny.delta_test_acc1.notna()]
+paper = tiny.loc[steps, "paper_delta_acc1"]
+large = paper.abs() >= 0.5
+
+print("| step (`+step=`) | " + " | ".join(STUDIES) + " | paper, tiny path |")
+print("|---|" + "---|" * (len(STUDIES) + 1))
+for step in steps:
+    cells = [f"{t.loc[step, 'delta_test_acc1']:+.2f}" + (f" ± {t.loc[step, 'delta_ci95']:.2f}" if t.loc[step, "n"] > 1
+                                                          else "") for t in tables.values()]
+    print(f"| `{step}` | " + " | ".join(cells) + f" | {paper[step]:+.2f} |")
+print()
+for name, t in tables.items():
+    ours = t.loc[steps, "delta_test_acc1"]
+    agree = (ours > 0) == (paper > 0)
+    with_tiny = "" if t is tiny else (
+        f", with the tiny path's {stats.spearmanr(ours, tiny.loc[steps, 'delta_test_acc1']).statistic:.2f}")
+    print(f"- {name}: sign of the paper's on {agree.sum()}/{len(steps)} adopted steps and {agree[large].sum()}/"
+          f"{large.sum()} large-effect ones; Spearman of the changes with the paper's "
+          f"{stats.spearmanr(ours, paper).statistic:.2f}{with_tiny}; ends (ConvNeXt - ResNet) "
+          f"{t.loc['sep_downsample', 'test_acc1_mean'] - t.loc['resnet', 'test_acc1_mean']:+.2f}")
