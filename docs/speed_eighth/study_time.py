@@ -3,9 +3,10 @@ that the record leaves out (`--outside`), dispatched in the sweep's order (step,
 launcher's workers is free first, as joblib does. Replayed with the seconds a study measured, it should give its
 measured time back; with the savings made since, it estimates the study's time today.
 
-    python docs/speed_eighth/study_time.py RESULTS_CSV --outside S [--rerun RESULTS_CSV --rerun-outside S]
+    python docs/speed_eighth/study_time.py RESULTS_CSV --outside S [--rerun RESULTS_CSV --rerun-steps STEP ...
+        --rerun-outside S]
 
-`--rerun`: records of some of the same runs trained again (same step and seed), whose times replace the study's.
+`--rerun`: records of the same runs (step and seed) trained again; those of `--rerun-steps` replace the study's.
 """
 
 import argparse
@@ -19,13 +20,15 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("results", help="the study's results.csv")
 parser.add_argument("--outside", type=float, required=True, help="seconds of each job outside its wall_seconds")
 parser.add_argument("--rerun", help="results.csv of runs trained again")
+parser.add_argument("--rerun-steps", nargs="+", default=[])
 parser.add_argument("--rerun-outside", type=float, default=0.0)
 parser.add_argument("--workers", type=int, default=2)
 args = parser.parse_args()
 
 seconds = {(r.step, r.seed): r.wall_seconds + args.outside for r in pd.read_csv(args.results).itertuples()}
 if args.rerun:
-    seconds |= {(r.step, r.seed): r.wall_seconds + args.rerun_outside for r in pd.read_csv(args.rerun).itertuples()}
+    seconds |= {(r.step, r.seed): r.wall_seconds + args.rerun_outside for r in pd.read_csv(args.rerun).itertuples()
+                if r.step in args.rerun_steps}
 order = [step.name for step in load_steps()]
 free_at = [0.0] * args.workers
 for job in sorted(seconds, key=lambda job: (order.index(job[0]), job[1])):
