@@ -49,9 +49,9 @@ class GlobalResponseNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A square root of the sum of squares (clamped: a zero map has gradient 0, as the norm's), not x.norm: on the
-        # channels-last maps that the 1x1 conv before hands on, the norm's kernels train 4x slower on CPU.
-        # Summed in float32 at least, as autocast computes a norm.
+        # The square root of the summed squares (clamped: a map of zeros has gradient 0, as the norm's), not x.norm,
+        # which is slow on CPU on the channels-last maps that the 1x1 conv before hands on (docs/speed.md). Summed in
+        # float32 at least, as autocast computes a norm.
         squares = x.to(torch.promote_types(x.dtype, torch.float32)).square()
         norm = squares.sum(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(squares.dtype).tiny).sqrt()
         norm = (norm / (norm.mean(dim=1, keepdim=True) + self.eps)).to(x.dtype)
