@@ -8,7 +8,8 @@ calibration's does (analysis/calibration.py).
 """
 
 import pandas as pd
-from scipy import stats
+
+from analysis.stats import spearman
 
 STUDIES = {"base path, 10 epochs (n = 1)": "docs/roadmap_fmnist_eighth_base/roadmap.csv",
            "base path, 20 epochs (n = 1)": "docs/roadmap_fmnist_base/roadmap.csv",
@@ -30,8 +31,8 @@ for name, t in tables.items():
     ours = t.loc[steps, "delta_test_acc1"]
     agree = (ours > 0) == (paper > 0)
     with_tiny = "" if t is tiny else (
-        f", with the tiny path's {stats.spearmanr(ours, tiny.loc[steps, 'delta_test_acc1']).statistic:.2f}")
+        f", with the tiny path's {spearman(ours, tiny.loc[steps, 'delta_test_acc1']):.2f}")
     print(f"- {name}: sign of the paper's on {agree.sum()}/{len(steps)} adopted steps and {agree[large].sum()}/"
           f"{large.sum()} large-effect ones; Spearman of the changes with the paper's "
-          f"{stats.spearmanr(ours, paper).statistic:.2f}{with_tiny}; ends (ConvNeXt - ResNet) "
+          f"{spearman(ours, paper):.2f}{with_tiny}; ends (ConvNeXt - ResNet) "
           f"{t.loc['sep_downsample', 'test_acc1_mean'] - t.loc['resnet', 'test_acc1_mean']:+.2f}")
