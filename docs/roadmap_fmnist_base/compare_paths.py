@@ -9,6 +9,8 @@ calibration's does (analysis/calibration.py).
 
 import pandas as pd
 
+from analysis.aggregate import markdown_rows, signed_interval_text
+from analysis.calibration import LARGE_EFFECT
 from analysis.stats import spearman
 
 STUDIES = {"base path, 10 epochs (n = 1)": "docs/roadmap_fmnist_eighth_base/roadmap.csv",
@@ -18,14 +20,11 @@ tables = {name: pd.read_csv(path).set_index("step") for name, path in STUDIES.it
 tiny = tables["tiny path, 20 epochs (n = 3)"]
 steps = tiny.index[tiny.adopted & tiny.delta_test_acc1.notna()]
 paper = tiny.loc[steps, "paper_delta_acc1"]
-large = paper.abs() >= 0.5
+large = paper.abs().round(2) >= LARGE_EFFECT
 
-print("| step (`+step=`) | " + " | ".join(STUDIES) + " | paper, tiny path |")
-print("|---|" + "---|" * (len(STUDIES) + 1))
-for step in steps:
-    cells = [f"{t.loc[step, 'delta_test_acc1']:+.2f}" + (f" ± {t.loc[step, 'delta_ci95']:.2f}" if t.loc[step, "n"] > 1
-                                                          else "") for t in tables.values()]
-    print(f"| `{step}` | " + " | ".join(cells) + f" | {paper[step]:+.2f} |")
+rows = [[f"`{step}`", *(signed_interval_text(t.loc[step, "delta_test_acc1"], t.loc[step, "delta_ci95"])
+                         for t in tables.values()), f"{paper[step]:+.2f}"] for step in steps]
+print("\n".join(markdown_rows(["step (`+step=`)", *STUDIES, "paper, tiny path"], rows)))
 print()
 for name, t in tables.items():
     ours = t.loc[steps, "delta_test_acc1"]
