@@ -20,18 +20,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-# fvcore scripts a loss function when imported (by roadmap.flops), which recent PyTorch warns about.
+# fvcore scripts a loss function when imported (by roadmap.network.flops), which recent PyTorch warns about.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 # conf/hydra/launcher/ ships full settings (every field, with _target_) under the launcher plugins' own names, so
 # Hydra's check of them against the plugins' schemas, which it says it will drop, is not needed.
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
-from roadmap import distributed, train  # noqa: E402
 from roadmap.config import (ConfigError, compose_with_hydra, expand_home, parse_overrides,  # noqa: E402
                             validate)
-from roadmap.data import build_splits, check_batch_fits  # noqa: E402
-from roadmap.fingerprint import trained_config  # noqa: E402
-from roadmap.record import RecordMismatch, RunRecord  # noqa: E402
+from roadmap.records.fingerprint import trained_config  # noqa: E402
+from roadmap.records.record import RecordMismatch, RunRecord  # noqa: E402
+from roadmap.training import distributed, train  # noqa: E402
+from roadmap.training.data import build_splits, check_batch_fits  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "refused": EXIT_BAD_INPUT}

@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis import aggregate, calibration, plots
 from roadmap.errors import ConfigError
-from roadmap.steps import Step
+from roadmap.network.steps import Step
 
 
 def _suffix(family: tuple, several: bool) -> str:

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from analysis import stats
 from roadmap.config import flatten, override_key
-from roadmap.record import RENAMED_FIELDS, with_current_names
-from roadmap.steps import CONF_DIR, Step, load_steps, searched_folders
+from roadmap.records.record import RENAMED_FIELDS, with_current_names
+from roadmap.network.steps import CONF_DIR, Step, load_steps, searched_folders
 
 PAPER_CSV = Path(__file__).with_name("paper_roadmap.csv")
 FAMILY = ["roadmap", "data", "settings"]

@@ -15,21 +15,13 @@ import warnings
 
 import pandas as pd
 
-# fvcore scripts a loss function when imported (by roadmap.flops), which recent PyTorch warns about.
+# fvcore scripts a loss function when imported (by roadmap.network.flops), which recent PyTorch warns about.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 import roadmap  # noqa: E402
-from roadmap.config import user_config_dirs  # noqa: E402
-from roadmap.flops import count_cost  # noqa: E402
-from roadmap.steps import load_steps  # noqa: E402
-
-
-def input_overrides(in_chans: int, num_classes: int, size: int) -> list[str]:
-    """Overrides for a model of this input and output: the data's channels (with a mean and std per channel, which
-    the model never sees), classes and image size."""
-    per_channel = "[" + ",".join(["0.5"] * in_chans) + "]"
-    return [f"data.channels={in_chans}", f"data.mean={per_channel}", f"data.std={per_channel}",
-            f"data.num_classes={num_classes}", f"data.image_size={size}"]
+from roadmap.config import input_overrides, user_config_dirs  # noqa: E402
+from roadmap.network.flops import count_cost  # noqa: E402
+from roadmap.network.steps import load_steps  # noqa: E402
 
 
 def cost_table(roadmap_name: str = "tiny", size: int = 224, in_chans: int = 3, num_classes: int = 1000,

@@ -22,7 +22,7 @@ from hydra._internal.utils import get_args_parser
 from experiments.studies import STUDIES, Study
 from roadmap import ConfigError, compose
 from roadmap.config import expand_home, override_key, parse_overrides, user_config_dirs
-from roadmap.steps import Step, load_steps
+from roadmap.network.steps import Step, load_steps
 
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 

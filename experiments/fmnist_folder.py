@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from roadmap import compose
-from roadmap.data import SOURCES, check_available
+from roadmap.training.data import SOURCES, check_available
 
 
 def export(out: Path, n_train: int, n_test: int, overrides: tuple[str, ...] = ()) -> None:

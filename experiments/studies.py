@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from experiments import ablations
 from roadmap.config import compose
-from roadmap.steps import Step
+from roadmap.network.steps import Step
 
 # The Fashion-MNIST proxy (conf/budget/fmnist_eighth_20ep.yaml): networks at an eighth of the paper's widths for
 # 20 epochs, two single-threaded jobs at once (joblib), which trained 1.60x faster than one job after another on

@@ -1,22 +1,14 @@
-"""ResNet-50 -> ConvNeXt-T, one design step at a time."""
+"""ResNet-50 -> ConvNeXt-T, one design step at a time.
 
-from torch import nn
+The package in layers, each importing only those below it: roadmap.errors and roadmap.files (bottom),
+roadmap.network, roadmap.config, roadmap.records, roadmap.training; this module, the public API; roadmap.machines,
+which uses it (tests/test_layers.py checks the direction).
+"""
 
-from roadmap import steps
-from roadmap.config import ConfigError, compose, model_kwargs
-from roadmap.fast import speed_up
-from roadmap.model import RoadmapNet
-from roadmap.weights import load_torchvision_weights
-
-
-def build_model(model_cfg, *, fast: bool = True) -> nn.Module:
-    """The network a `model` config (a DictConfig or a plain mapping of RoadmapNet's arguments) describes.
-
-    `fast` swaps in roadmap.fast's modules, which compute the same outputs and gradients with less work;
-    `fast=False` gives the network alone.
-    """
-    model = RoadmapNet(**model_kwargs(model_cfg))
-    return speed_up(model) if fast else model
+from roadmap.config import ConfigError, build_model, compose
+from roadmap.network import steps
+from roadmap.network.model import RoadmapNet
+from roadmap.network.weights import load_torchvision_weights
 
 
 def __getattr__(name: str):

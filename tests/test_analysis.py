@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from analysis import __main__ as cli
 from analysis import aggregate, plots
 from roadmap import STEPS, compose
-from roadmap.record import RENAMED_FIELDS
+from roadmap.records.record import RENAMED_FIELDS
 
 SETTINGS = ["budget.epochs=2"]
 SEEDS = {  # (data, step) -> seeds run; statuses other than completed below

@@ -5,9 +5,9 @@ import csv
 
 import pytest
 
-from analysis.benchmark import models, pipeline, report, timing
-from analysis.benchmark.__main__ import main
-from analysis.benchmark.settings import parse_settings
+from roadmap.machines.benchmark import models, pipeline, report, timing
+from roadmap.machines.benchmark.__main__ import main
+from roadmap.machines.benchmark.settings import parse_settings
 from tests.conftest import TINY_MODEL
 
 SHARED_FIELDS = ["step", "roadmap", "device", "dtype", "batch", "input_size", "channels_last", "compile",

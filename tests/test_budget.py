@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from roadmap import STEP_NAMES, compose, recipe
+from roadmap import STEP_NAMES, compose
+from roadmap.training import recipe
 from roadmap.config import flatten
 
 PROXY_DOC = (Path(__file__).resolve().parent.parent / "docs" / "proxy.md").read_text()  # the budget table

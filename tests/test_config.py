@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 import roadmap
-from roadmap.steps import CONF_DIR, load_steps
+from roadmap.network.steps import CONF_DIR, load_steps
 
 
 def test_step_order_is_the_papers():

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY_MODEL, write_cifar, write_fashion_mnist, write_image_folder
 
 from roadmap import compose
-from roadmap.data import DataError, build_splits, check_available
+from roadmap.training.data import DataError, build_splits, check_available
 
 
 def _splits(overrides):

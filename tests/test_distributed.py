@@ -11,8 +11,10 @@ import torch
 import torch.multiprocessing
 from conftest import REPO, TINY_MODEL, run_cli
 
-from roadmap import build_model, checkpoint, compose, distributed, train
-from roadmap.data import build_splits
+from roadmap import build_model, compose
+from roadmap.records import checkpoint
+from roadmap.training import distributed, train
+from roadmap.training.data import build_splits
 
 # BatchNorm-free (LayerNorm) and without random augmentation: the two runs see the same images in the same steps.
 SAME_RUN = ["+step=layernorm", "recipe=original", "budget.batch=32", "budget.epochs=2", "recipe.hflip=0",

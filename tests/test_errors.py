@@ -5,7 +5,7 @@ import torch
 from conftest import run_cli
 
 from roadmap import compose
-from roadmap.steps import CONF_DIR
+from roadmap.network.steps import CONF_DIR
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -17,7 +17,7 @@ from roadmap.steps import CONF_DIR
     (["data.val_size=600"], "data.val_size=600: must be less than the 600 images"),
     (["hydra/launcher=nope"], "hydra/launcher=nope: no such config; choose one of basic, joblib, submitit_local"),
     (["+step=patchyfy"], "step=patchyfy: unknown step"),
-    (["nope=1"], "nope: unknown setting; the settings are those of roadmap/schema.py"),
+    (["nope=1"], "nope: unknown setting; the settings are those of roadmap/config/schema.py"),
     (["recipe.optimizer=lamb"], "recipe.optimizer='lamb': must be one of sgd, adamw"),
     (["model.kernal_size=3"], "model.kernal_size: unknown switch (did you mean model.kernel_size?)"),
     (["data=nope"], "data=nope: no such config; choose one of cifar10, cifar100, fashion_mnist, imagefolder"),
@@ -42,6 +42,6 @@ def test_bad_command_line_stops_in_one_line_before_anything_is_written(tiny_run,
 
 @pytest.mark.parametrize("group", ["data", "budget", "recipe", "roadmap", "logger"])
 def test_every_config_file_fits_the_schema(group):
-    # A key added to conf/ without its field in roadmap/schema.py fails every run that composes it.
+    # A key added to conf/ without its field in roadmap/config/schema.py fails every run that composes it.
     for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
         compose([f"{group}={option}", "data.root=/data"])

@@ -7,9 +7,11 @@ import pytest
 import torch
 from conftest import run_cli
 
-from roadmap import build_model, checkpoint, compose, train
-from roadmap.fingerprint import differences, fingerprint, trained_config
-from roadmap.record import RecordMismatch, RunRecord
+from roadmap import build_model, compose
+from roadmap.records import checkpoint
+from roadmap.training import train
+from roadmap.records.fingerprint import differences, fingerprint, trained_config
+from roadmap.records.record import RecordMismatch, RunRecord
 
 
 def _run(overrides, run_dir):

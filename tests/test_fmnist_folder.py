@@ -1,7 +1,7 @@
 """experiments.fmnist_folder: a Fashion-MNIST export that data=imagefolder reads back."""
 
 from roadmap import compose
-from roadmap.data import SOURCES
+from roadmap.training.data import SOURCES
 from experiments.fmnist_folder import export
 
 

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 import roadmap
-from analysis.gpu_check import environment, speed, steps, wheels
-from analysis.gpu_check.__main__ import main
-from analysis.gpu_check.plan import SMOKE
+from roadmap.machines.gpu_check import environment, speed, steps, wheels
+from roadmap.machines.gpu_check.__main__ import main
+from roadmap.machines.gpu_check.plan import SMOKE
 
 REPO = Path(__file__).resolve().parent.parent
 PART_KEYS = ["steps", "speed", "loader", "torchrun", "resume"]
@@ -131,7 +131,7 @@ def test_tolerance_catches_a_wrong_fast_path(monkeypatch):
     model = roadmap.build_model(cfg.model).to(memory_format=torch.channels_last)
     right = steps.compare_fast_path("layernorm", model, SMOKE, SMOKE.crop_size, torch.device("cpu"))
     # A few % off at each of those convs: a handful of bf16 roundings per layer, but all in one direction.
-    monkeypatch.setattr(roadmap.fast.CroppedConv2d, "forward", lambda self, x: nn.Conv2d.forward(self, x) * 1.03)
+    monkeypatch.setattr(roadmap.network.fast.CroppedConv2d, "forward", lambda self, x: nn.Conv2d.forward(self, x) * 1.03)
     wrong = steps.compare_fast_path("layernorm", model, SMOKE, SMOKE.crop_size, torch.device("cpu"))
     assert right["passed"] and not wrong["passed"]
     assert wrong["fast_error"] > 2 * wrong["tolerance"] > 0 and wrong["bf16_error"] == right["bf16_error"]
@@ -161,7 +161,7 @@ def test_without_smoke_a_machine_without_cuda_is_bad_input(monkeypatch, tmp_path
 _IMPORTED_DISTRIBUTIONS = """
 import importlib.metadata as metadata, sys
 sys.path.insert(0, {repo!r})
-import run, analysis.gpu_check.__main__
+import run, roadmap.machines.gpu_check.__main__
 owners = metadata.packages_distributions()
 print("\\n".join(sorted({{d for m in list(sys.modules) for d in owners.get(m.split(".")[0], [])}})))
 """

@@ -21,7 +21,7 @@ yaml.safe_load = lambda *args, **kwargs: reads.append(args) or safe_load(*args, 
 import roadmap
 assert not reads, "import roadmap read a config file"
 cfg = roadmap.compose(["+step=gelu"])
-print(roadmap.__file__, roadmap.steps.CONF_DIR, cfg.model.act, roadmap.STEP_NAMES[-1], sep="\\n")
+print(roadmap.__file__, roadmap.network.steps.CONF_DIR, cfg.model.act, roadmap.STEP_NAMES[-1], sep="\\n")
 """
 
 

@@ -8,7 +8,8 @@ import sys
 from conftest import REPO, TINY_MODEL, write_image_folder
 from torchvision import datasets
 
-from roadmap import compose, data
+from roadmap import compose
+from roadmap.training import data
 
 
 def _load_run_py():

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from roadmap import build_model, compose, distributed, train
-from roadmap.data import build_splits
+from roadmap import build_model, compose
+from roadmap.training import distributed, train
+from roadmap.training.data import build_splits
 
 
 @pytest.mark.parametrize("cores, sharing, workers", [(8, 1, 7), (8, 4, 1), (16, 3, 4), (2, 2, 0), (1, 1, 0)])

@@ -6,7 +6,8 @@ import csv
 import pytest
 from conftest import run_cli
 
-from roadmap import compose, tracking
+from roadmap import compose
+from roadmap.records import tracking
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -20,7 +21,7 @@ def _metrics(run_dir):
 
 
 def test_tensorboard_and_mlflow_get_each_step_and_epoch(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as roadmap.tracking sets it, to read the store here
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as roadmap.records.tracking sets it, to read the store here
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from roadmap import build_model, compose, distributed, train
-from roadmap.data import build_splits
+from roadmap import build_model, compose
+from roadmap.training import distributed, train
+from roadmap.training.data import build_splits
 
 
 def _trainer(overrides):

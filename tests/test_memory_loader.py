@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler, Subset
 
-from roadmap import ConfigError, build_model, compose, recipe, train
-from roadmap.data import InMemoryBatches, build_splits, in_memory_obstacle, stacked, without_flip
+from roadmap import ConfigError, build_model, compose
+from roadmap.training import recipe, train
+from roadmap.training.data import InMemoryBatches, build_splits, in_memory_obstacle, stacked, without_flip
 
 
 def _splits(overrides):

@@ -11,11 +11,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import roadmap
-from roadmap import fast
-from roadmap.fast import CroppedConv2d
-from roadmap.flops import count_cost
-from roadmap.model import Block, GlobalResponseNorm, LayerNorm2d
-from roadmap.weights import load_timm_weights
+from roadmap.network import fast
+from roadmap.network.fast import CroppedConv2d
+from roadmap.network.flops import count_cost
+from roadmap.network.model import Block, GlobalResponseNorm, LayerNorm2d
+from roadmap.network.weights import load_timm_weights
 
 # The paper's GFLOPs (Table 10 / Figure 2) with the two misprints corrected as ROADMAP_SPEC.md explains.
 PAPER_GFLOPS = {
@@ -318,7 +318,7 @@ def test_drop_path_rises_linearly_over_blocks():
 
 def test_config_is_plain_keyword_arguments():
     cfg = roadmap.compose(["+step=kernel9"])
-    kwargs = roadmap.model_kwargs(cfg.model)
+    kwargs = roadmap.config.model_kwargs(cfg.model)
     assert kwargs["kernel_size"] == 9 and isinstance(kwargs["depths"], tuple)
     assert OmegaConf.is_config(cfg)
     assert str(roadmap.RoadmapNet(**kwargs)) == str(roadmap.build_model(cfg.model, fast=False))

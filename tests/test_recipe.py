@@ -7,9 +7,10 @@ from conftest import TINY_MODEL
 from torch import nn
 from torchvision.transforms import v2
 
-from roadmap import build_model, compose, recipe
-from roadmap.data import build_splits
-from roadmap.train import Trainer
+from roadmap import build_model, compose
+from roadmap.training import recipe
+from roadmap.training.data import build_splits
+from roadmap.training.train import Trainer
 
 
 def _lrs(scheduler, steps: int) -> list[float]:

@@ -5,7 +5,7 @@ import json
 
 from conftest import run_cli
 
-from roadmap.record import learning_warning
+from roadmap.records.record import learning_warning
 
 
 def _result_files(cwd):

@@ -8,8 +8,10 @@ import time
 import pytest
 import torch
 
-from roadmap import checkpoint, compose, train
-from roadmap.record import METRICS_COLUMNS
+from roadmap import compose
+from roadmap.records import checkpoint
+from roadmap.training import train
+from roadmap.records.record import METRICS_COLUMNS
 
 RESULT_FIELDS = {"step", "roadmap", "data", "seed", "status", "test_acc1", "test_acc5", "best_val_acc1", "best_val_epoch",
                  "epochs", "params", "gflops", "gflops_conv_linear", "input_size", "train_imgs_per_s", "peak_mem_mb",
@@ -100,7 +102,7 @@ def test_gradient_accumulation_reaches_the_global_batch(tiny_run):
     assert train.micro_batches_per_iteration(global_batch=96, batch_per_device=64, world_size=1) == 2  # 2 x 48
     cfg = compose([*tiny_run, "budget.batch=64", "runtime.batch_per_device=16"])
     from roadmap import build_model
-    from roadmap.data import build_splits
+    from roadmap.training.data import build_splits
 
     trainer = train.Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), build_model(cfg.model))
     assert trainer.accumulation == 4 and trainer.train_loader.batch_size == 16 and trainer.iterations_per_epoch == 7

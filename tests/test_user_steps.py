@@ -16,7 +16,7 @@ import roadmap
 from analysis import __main__ as analysis_cli
 from analysis import flops
 from experiments import __main__ as experiments_cli
-from roadmap.steps import CONF_DIR, load_steps
+from roadmap.network.steps import CONF_DIR, load_steps
 
 
 def step_file(name: str, parent: str, body: str = "") -> str:

@@ -8,7 +8,7 @@ import yaml
 from torch import nn
 
 from roadmap import RoadmapNet, build_model, compose
-from roadmap.steps import CONF_DIR
+from roadmap.network.steps import CONF_DIR
 
 
 def _budget_widths() -> set[float]:

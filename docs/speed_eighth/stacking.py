@@ -1,13 +1,14 @@
 """Seconds to hold the proxy's splits in memory, image by image (each image through the whole transform, as before
-c5720d7) against `roadmap.data.stacked` (the transforms from ToImage on once on the whole stack), one thread; and
+c5720d7) against `roadmap.training.data.stacked` (the transforms from ToImage on once on the whole stack), one thread; and
 whether the two give the same tensors bit for bit. Run from the repository root: `python docs/speed_eighth/stacking.py`."""
 
 import time
 
 import torch
 
-from roadmap import compose, recipe
-from roadmap.data import build_splits, stacked, without_flip
+from roadmap import compose
+from roadmap.training import recipe
+from roadmap.training.data import build_splits, stacked, without_flip
 
 
 def image_by_image(split):

@@ -14,7 +14,7 @@ import heapq
 
 import pandas as pd
 
-from roadmap.steps import load_steps
+from roadmap.network.steps import load_steps
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("results", help="the study's results.csv")
