@@ -1,31 +1,60 @@
 """How far a proxy study agrees with the paper: the calibration block of one family of the roadmap table.
 
-- sign agreement: the paired change of each adopted step from its parent has the sign of the paper's change, over
-  every adopted step and over the large-effect ones (paper |Δ| >= LARGE_EFFECT), with how many of those are resolved
-  (their 95% interval excludes zero);
-- Spearman: the rank correlation of the steps' mean test top-1 with the paper's ImageNet top-1, side branches
-  included, and over the adopted steps alone; and the steps whose change disagrees in sign.
+It answers "does this step help, and how sure is that?", so it compares changes, each step's paired change from its
+parent (mean over seeds) against the paper's change:
+- Spearman and Pearson correlation of the changes, over the adopted steps and with the side branches (each against
+  its parent);
+- the scale: our changes as a multiple of the paper's, a least-squares slope through the origin with its 95% interval
+  (a proxy that compresses every change to a third has slope 0.33);
+- sign agreement over every adopted step and over the large-effect ones (paper |Δ| >= LARGE_EFFECT), with how many of
+  those are resolved (their 95% interval excludes zero), and the steps whose change disagrees in sign.
+Second, labelled as such: the rank correlation of the steps' mean accuracies with the paper's, which a proxy that
+compresses the changes below its seed noise cannot reproduce even where every change agrees.
 The score measures the proxy; it is not a knob to tune the proxy against.
 """
 
 import json
+import math
 
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from analysis import aggregate, stats
 
 LARGE_EFFECT = 0.5  # paper |Δ top-1| (points) at which a step counts as a large effect
 
 
-def _steps_with_change(rows: pd.DataFrame) -> pd.DataFrame:
-    """Adopted steps with a parent, our paired change and the paper's change."""
-    adopted = rows[rows.adopted.fillna(False).astype(bool) & rows.parent.notna()]
-    return adopted[adopted.delta_test_acc1.notna() & adopted.paper_delta_acc1.notna()]
+def _steps_with_change(rows: pd.DataFrame, adopted_only: bool = True) -> pd.DataFrame:
+    """Steps with a parent, our paired change and the paper's change: adopted ones, or side branches too."""
+    with_parent = rows[rows.parent.notna() & rows.delta_test_acc1.notna() & rows.paper_delta_acc1.notna()]
+    return with_parent[with_parent.adopted.fillna(False).astype(bool)] if adopted_only else with_parent
+
+
+def _rounded(value: float) -> float | None:
+    return None if pd.isna(value) else round(value, 4)
 
 
 def _spearman(rows: pd.DataFrame) -> float | None:
-    value = stats.spearman(rows.test_acc1_mean.reset_index(drop=True), rows.paper_acc1.reset_index(drop=True))
-    return None if pd.isna(value) else round(value, 4)
+    return _rounded(stats.spearman(rows.test_acc1_mean.reset_index(drop=True), rows.paper_acc1.reset_index(drop=True)))
+
+
+def _change_correlations(changed: pd.DataFrame) -> dict:
+    ours, paper = changed.delta_test_acc1.reset_index(drop=True), changed.paper_delta_acc1.reset_index(drop=True)
+    return {"spearman": _rounded(stats.spearman(ours, paper)), "pearson": _rounded(stats.pearson(ours, paper)),
+            "n": len(changed)}
+
+
+def change_scale(ours: pd.Series, paper: pd.Series) -> dict:
+    """Least squares of `ours` = slope x `paper` (no intercept: a step that changes nothing in the paper should
+    change nothing here), with the 95% Student-t interval of the slope (n - 1 degrees of freedom)."""
+    x, y = paper.to_numpy(float), ours.to_numpy(float)
+    n, sxx = len(x), float((x * x).sum())
+    if n < 2 or sxx == 0:
+        return {"slope": None, "ci95": None, "n": n}
+    slope = float((x * y).sum()) / sxx
+    residual_var = float(((y - slope * x) ** 2).sum()) / (n - 1)
+    half = scipy_stats.t.ppf((1 + stats.CONFIDENCE) / 2, n - 1) * math.sqrt(residual_var / sxx)
+    return {"slope": round(slope, 4), "ci95": round(float(half), 4), "n": n}
 
 
 def _agreement(agrees: pd.Series) -> dict:
@@ -42,6 +71,10 @@ def calibration(rows: pd.DataFrame) -> dict:
     ranked_adopted = ranked[ranked.adopted.fillna(False).astype(bool)]
     return {
         "roadmap": rows.roadmap.iloc[0], "data": rows.data.iloc[0], "settings": rows.settings.iloc[0],
+        "changes_adopted": _change_correlations(changed),
+        "changes_with_branches": _change_correlations(_steps_with_change(rows, adopted_only=False)),
+        "change_scale": change_scale(changed.delta_test_acc1, changed.paper_delta_acc1),
+        # The accuracy ranking: the steps' mean top-1 against the paper's (side branches included, then without).
         "spearman": _spearman(ranked),
         "n_steps": len(ranked),
         "spearman_adopted": _spearman(ranked_adopted),
@@ -66,15 +99,27 @@ def to_json(block: dict) -> str:
     return json.dumps(block, indent=2) + "\n"
 
 
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def scale_text(scale: dict) -> str:
+    if scale["slope"] is None:
+        return "n/a"
+    return f"{scale['slope']:.2f}" + ("" if pd.isna(scale["ci95"]) else f" ± {scale['ci95']:.2f}")
+
+
 def summary_line(block: dict) -> str:
-    """One line for figures and the console."""
-    adopted, large = block["sign_agreement_adopted"], block["sign_agreement_large"]
-    spearman = "n/a" if block["spearman"] is None else f"{block['spearman']:.2f}"
+    """One line for figures and the console: the changes first, then the accuracy ranking."""
+    adopted, large, changes = block["sign_agreement_adopted"], block["sign_agreement_large"], block["changes_adopted"]
     seeds = f"{block['n_seeds']} seed(s)" + (f" ({block['n_seeds_min']} for some steps)"
                                               if block["n_seeds_min"] != block["n_seeds"] else "")
-    return (f"sign agrees with the paper on {adopted['agree']}/{adopted['of']} adopted steps and on "
-            f"{large['agree']}/{large['of']} large-effect ones ({block['agree_and_resolved_large']} of those resolved); "
-            f"Spearman {spearman} over {block['n_steps']} steps; {seeds}")
+    return (f"steps' changes against the paper's: Spearman {_figure(changes['spearman'])}, Pearson "
+            f"{_figure(changes['pearson'])} over {changes['n']} adopted steps, ours = "
+            f"{scale_text(block['change_scale'])} x the paper's; sign agrees on {adopted['agree']}/{adopted['of']} "
+            f"adopted steps and {large['agree']}/{large['of']} large-effect ones "
+            f"({block['agree_and_resolved_large']} of those resolved); accuracy ranking: Spearman "
+            f"{_figure(block['spearman'])} over {block['n_steps']} steps; {seeds}")
 
 
 def to_markdown(block: dict) -> str:
@@ -92,10 +137,14 @@ def to_markdown(block: dict) -> str:
         + (f" · {block['settings']}" if block["settings"] else ""),
         "",
         f"- {summary_line(block)}.",
+        f"- Changes with the side branches (each against its parent): Spearman "
+        f"{_figure(block['changes_with_branches']['spearman'])}, Pearson "
+        f"{_figure(block['changes_with_branches']['pearson'])} over {block['changes_with_branches']['n']} steps.",
+        "- Scale: least squares of our paired changes on the paper's through the origin, with its 95% interval.",
         f"- Large effect: paper |Δ| >= {block['large_effect_threshold']} points; resolved: the paired 95% interval "
         f"excludes zero ({block['resolved_large']} of the {block['sign_agreement_large']['of']} large-effect steps, "
         f"whatever their sign).",
-        f"- Spearman over the adopted steps alone (no side branches): "
+        f"- Accuracy ranking over the adopted steps alone (no side branches): Spearman "
         f"{'n/a' if block['spearman_adopted'] is None else format(block['spearman_adopted'], '.2f')} over "
         f"{block['n_adopted_steps']} steps.",
         f"- Steps whose change disagrees in sign with the paper's: {disagreeing}.",

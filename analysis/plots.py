@@ -5,6 +5,7 @@ headless and in a notebook alike. Sizes are fixed in inches at `DPI`, so a PNG's
 """
 
 import math
+import textwrap
 
 import pandas as pd
 from matplotlib import colormaps
@@ -136,7 +137,7 @@ def _suptitle(fig: Figure, what: str, rows: pd.DataFrame, agreement: str | None 
     paper each on a line of their own."""
     first = rows.iloc[0]
     settings = f"\nrun with {first.settings}" if pd.notna(first.settings) and first.settings else ""
-    agreement = f"\nagreement with the paper: {agreement}" if agreement else ""
+    agreement = "\n" + textwrap.fill(f"agreement with the paper: {agreement}", 150) if agreement else ""
     fig.suptitle(f"{what} ({first.roadmap} path, {first.data}){settings}{agreement}", fontsize=11)
 
 

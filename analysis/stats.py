@@ -38,3 +38,11 @@ def spearman(ours: pd.Series, theirs: pd.Series) -> float:
     if len(both) < 3:
         return math.nan
     return float(stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic)
+
+
+def pearson(ours: pd.Series, theirs: pd.Series) -> float:
+    """Pearson's correlation over the entries both have; NaN below 3 entries or where either is constant."""
+    both = pd.concat([ours, theirs], axis=1).dropna()
+    if len(both) < 3 or both.iloc[:, 0].nunique() < 2 or both.iloc[:, 1].nunique() < 2:
+        return math.nan
+    return float(stats.pearsonr(both.iloc[:, 0], both.iloc[:, 1]).statistic)

@@ -96,17 +96,70 @@ def test_spearman_over_adopted_steps_leaves_the_side_branches_out():
     assert block["spearman"] == pytest.approx(1 - 6 * d2 / (6 * 35), abs=1e-4)
 
 
+def test_calibration_block_on_changes(table):
+    block = calibration.calibration(table.reset_index())
+    ours = [statistics.mean(a - b for a, b in zip(ACCURACY[s], ACCURACY[p])) for s, p in PARENT.items()]
+    paper = [PAPER[s] - PAPER[p] for s, p in PARENT.items()]
+    # ours: +1.83, -0.67, +1.83, -3.17; the paper's: +2.69, +0.54, +0.15, -1.23. Ranks (ties averaged): 3.5, 2, 3.5, 1
+    # and 4, 3, 2, 1; Spearman is the Pearson correlation of the ranks.
+    spearman = statistics.correlation([3.5, 2, 3.5, 1], [4, 3, 2, 1])
+    assert block["changes_adopted"]["spearman"] == pytest.approx(spearman, abs=1e-4)
+    assert block["changes_adopted"]["pearson"] == pytest.approx(statistics.correlation(ours, paper), abs=1e-4)
+    slope = sum(o * q for o, q in zip(ours, paper)) / sum(q * q for q in paper)
+    assert block["change_scale"]["slope"] == pytest.approx(slope, abs=1e-4) and block["change_scale"]["n"] == 4
+
+
+def test_the_scale_of_changes_is_a_slope_through_the_origin_with_its_interval():
+    exact = calibration.change_scale(pd.Series([1.0, 2.0, -3.0]), pd.Series([2.0, 4.0, -6.0]))
+    assert exact == {"slope": 0.5, "ci95": 0.0, "n": 3}
+    ours, paper = pd.Series([1.0, 1.0, -1.0]), pd.Series([1.0, 2.0, -1.0])
+    slope = (1 + 2 + 1) / (1 + 4 + 1)
+    residuals = [1 - slope, 1 - 2 * slope, -1 + slope]
+    half = T_975_DF2 * math.sqrt(sum(r * r for r in residuals) / 2 / 6)
+    assert calibration.change_scale(ours, paper) == {"slope": pytest.approx(slope, abs=1e-4),
+                                                     "ci95": pytest.approx(half, abs=1e-4), "n": 3}
+
+
+def test_a_proxy_that_compresses_every_change_agrees_on_changes_whatever_its_accuracy_ranking():
+    """Changes = the paper's x 0.3 plus small noise, on seeds whose shared offsets (2 points apart) dwarf every
+    change: the changes' correlation is near 1 and the fitted scale holds 0.3; the accuracy ranking is whatever the
+    accumulated noise makes it (it is reported, not asserted)."""
+    paper = aggregate.paper_numbers()
+    paper = paper[(paper.roadmap == "tiny") & paper.paper_acc1.notna()].set_index("step").paper_acc1
+    from roadmap import STEPS
+    parent = {s.name: s.parent for s in STEPS if s.name in paper.index}
+    rng = __import__("numpy").random.default_rng(0)
+    accuracy = {}
+    for step in paper.index:  # the paper's order: every parent comes first
+        for seed, offset in enumerate([0.0, 2.0, -2.0]):
+            start = 80.0 + offset if parent[step] is None else accuracy[parent[step], seed]
+            change = 0.0 if parent[step] is None else 0.3 * (paper[step] - paper[parent[step]])
+            accuracy[step, seed] = start + change + rng.normal(0, 0.03)
+    runs = pd.DataFrame([{**runs_frame().iloc[0].to_dict(), "step": step, "seed": seed, "test_acc1": acc1,
+                          "recipe": "original" if step == "resnet" else "modern",
+                          "run_dir": f"elsewhere/{step}/seed={seed}"} for (step, seed), acc1 in accuracy.items()])
+    block = calibration.calibration(aggregate.roadmap_table(runs))
+    assert block["changes_adopted"]["n"] == 13 and block["changes_with_branches"]["n"] == 16
+    assert block["changes_adopted"]["spearman"] > 0.9 and block["changes_adopted"]["pearson"] > 0.98
+    scale = block["change_scale"]
+    assert abs(scale["slope"] - 0.3) <= scale["ci95"] and scale["ci95"] < 0.05
+    assert block["sign_agreement_large"] == {"agree": 8, "of": 8, "fraction": 1.0}
+    assert -1 <= block["spearman"] <= 1
+
+
 def test_analysis_cli_writes_the_calibration_files(tmp_path, capsys):
     results = tmp_path / "results.csv"
     runs_frame().to_csv(results, index=False)
     assert cli.main([str(results), "--out", str(tmp_path / "out")]) == 0
     block = json.loads((tmp_path / "out" / "calibration.json").read_text())
-    for key in ["spearman", "spearman_adopted", "n_steps", "n_seeds", "sign_agreement_adopted", "sign_agreement_large", "resolved_large",
+    for key in ["changes_adopted", "changes_with_branches", "change_scale", "spearman", "spearman_adopted", "n_steps", "n_seeds", "sign_agreement_adopted", "sign_agreement_large", "resolved_large",
                 "disagreeing_steps"]:
         assert key in block
     assert "Steps whose change disagrees in sign with the paper's: stage_ratio" in \
         (tmp_path / "out" / "calibration.md").read_text()
-    assert "sign agrees with the paper on 3/4 adopted steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "steps' changes against the paper's: Spearman" in out and "sign agrees on 3/4 adopted steps" in out
+    assert out.index("steps' changes") < out.index("accuracy ranking: Spearman")
 
 
 def test_a_missing_source_is_one_line_and_exit_2(tmp_path, capsys):
