@@ -71,6 +71,7 @@ def test_command_line_beats_the_step():
         (["model.depthwise=maybe"], "model.depthwise='maybe': must be true or false"),
         (["+model.attention=true"], "model.attention: unknown switch"),
         (["data.image_size=16"], "data.image_size=16: must be at least 32 for 4 stages"),
+        (["recipe.randaugment_policy=tf"], "recipe.randaugment_policy='tf': must be one of paper, torchvision"),
         (["budget.lr_scaling.adamw=cubic"], "budget.lr_scaling={'sgd': 'linear', 'adamw': 'cubic'}: must be a rule "
                                              "per optimizer, each linear, sqrt, constant"),
         (["budget.layer_scale.adamw=-1e-6"], "budget.layer_scale={'sgd': 0.0, 'adamw': -1e-06}: must be each >= 0"),

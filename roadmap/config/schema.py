@@ -16,6 +16,7 @@ from omegaconf import MISSING
 from roadmap.network.model import RoadmapNet
 
 KEEP = ("weights", "all", "none")  # runtime.keep: what a completed run keeps (roadmap.records.checkpoint)
+RANDAUGMENT_POLICIES = ("paper", "torchvision")  # recipe.randaugment_policy (roadmap.training.augment)
 LR_SCALING_RULES = ("linear", "sqrt", "constant")  # budget.lr_scaling's rules (roadmap.training.recipe.scaled_lr)
 
 
@@ -118,6 +119,7 @@ class Recipe:
     interpolation: str = setting(one_of("bilinear", "bicubic", "nearest"))
     hflip: float = setting(PROBABILITY)
     randaugment: bool = MISSING
+    randaugment_policy: str = setting(one_of(*RANDAUGMENT_POLICIES))
     randaugment_magnitude: int = setting(Check(lambda v: 0 <= v <= 30, "in [0, 30]"))
     mixup_alpha: float = setting(NON_NEGATIVE)
     cutmix_alpha: float = setting(NON_NEGATIVE)

@@ -3,7 +3,8 @@
 The trained config is the resolved config less what does not change the network, its data or how it learns:
 `runtime.*`, the logger, and where the data lies (`data.root`, `data.download`, `data.packaged_dir`). Model
 switches at `RoadmapNet`'s defaults are left out too, so that a switch added later with a default that builds the
-same network leaves earlier records valid; a switch away from its default is always in.
+same network leaves earlier records valid; a switch away from its default is always in. Likewise
+`recipe.randaugment_policy` is in only where the paper's RandAugment is trained.
 """
 
 import hashlib
@@ -28,7 +29,18 @@ def trained_config(cfg: DictConfig) -> dict:
     defaults = RoadmapNet.__init__.__kwdefaults__
     config["model"] = {key: value for key, value in config["model"].items()
                        if key not in defaults or _plain(defaults[key]) != value}
+    recipe = config["recipe"]
+    if "randaugment_policy" in recipe and not _paper_randaugment_trained(recipe, config["budget"]):
+        del recipe["randaugment_policy"]
     return config
+
+
+def _paper_randaugment_trained(recipe: dict, budget: dict) -> bool:
+    # recipe.randaugment_policy came after records trained with torchvision's RandAugment: it is left out where a
+    # run trains as they did, with torchvision's or with none (off, or scaled to magnitude 0 by
+    # budget.regularization, as roadmap.training.recipe.as_trained scales it).
+    magnitude = round(recipe["randaugment_magnitude"] * budget["regularization"])
+    return recipe["randaugment"] and magnitude > 0 and recipe["randaugment_policy"] != "torchvision"
 
 
 def _plain(default):

@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from roadmap.errors import ConfigError
 from roadmap.files import write_atomically
+from roadmap.training.augment import randaugment
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                        "t10k-labels-idx1-ubyte")
@@ -75,7 +76,7 @@ def train_transform(data_cfg, budget_cfg, recipe_cfg) -> v2.Compose:
         v2.RandomHorizontalFlip(recipe_cfg.hflip),
     ]
     if recipe_cfg.randaugment:
-        steps.append(v2.RandAugment(num_ops=2, magnitude=recipe_cfg.randaugment_magnitude, interpolation=interpolation))
+        steps.append(randaugment(recipe_cfg, data_cfg))
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
               v2.Normalize(list(data_cfg.mean), list(data_cfg.std))]
     if recipe_cfg.random_erasing > 0:

@@ -9,12 +9,14 @@ last one.
 import math
 import multiprocessing
 import os
+import random
 import resource
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -113,6 +115,9 @@ class Trainer:
         self.grads_to_none = not distributed.keeps_grads(self.forward_model)
         # Same initial weights everywhere (seeded before the model was built), then a random stream per process.
         torch.manual_seed(cfg.seed + self.rank)
+        # The paper's RandAugment (timm's) draws from Python's and numpy's generators (loader workers seed their own).
+        random.seed(cfg.seed + self.rank)
+        np.random.seed(cfg.seed + self.rank)
         if rt.compile:
             self.forward_model = torch.compile(self.forward_model)
 
