@@ -2,10 +2,11 @@
 our/theirs ratios. Tiny networks and few rounds: these check what is reported, never how fast anything is."""
 
 import csv
+from pathlib import Path
 
 import pytest
 
-from roadmap.machines.benchmark import models, pipeline, report, timing
+from roadmap.machines.benchmark import folder, models, pipeline, report, timing
 from roadmap.machines.benchmark.__main__ import main
 from roadmap.machines.benchmark.settings import parse_settings
 from tests.conftest import TINY_MODEL
@@ -131,14 +132,52 @@ def test_real_references_equal_our_endpoints_in_size():
             assert all(o["params"] == r["params"] for o in rows if o["reference_of"] == r["reference_of"])
 
 
-def test_image_folder_mode_gives_img_per_core_and_cores_to_feed(capsys):
-    rows = main(["--no-models", "--data-pipeline", "--image-folder", "--folder-images", "4",
-                           "--folder-rounds", "1", "--train-imgs-per-s", "1000"])
-    per_core = {r["recipe"]: r["imgs_per_s_per_core"] for r in rows if "imgs_per_s_per_core" in r}
-    assert set(per_core) == {"original", "modern"} and min(per_core.values()) > 0
-    assert [(r["recipe"], r["cores"]) for r in rows if "cores" in r] == [
-        (name, pytest.approx(1000 / per_core[name])) for name in ("original", "modern")]
-    assert "img/s per core" in capsys.readouterr().out
+def test_image_folder_mode_times_ours_and_timms_pipelines_and_the_cores_to_feed(tmp_path, capsys, monkeypatch):
+    gpu_check = tmp_path / "gpu_check"
+    gpu_check.mkdir()
+    (gpu_check / "speed.csv").write_text(  # as a GPU check writes it: ours eager and compiled, a reference
+        "model,source,step,device,device_name,batch,input_size,dtype,compile,train_imgs_per_s\n"
+        "sep_downsample,ours,sep_downsample,cuda,H200,128,224,bf16,False,2400\n"
+        "sep_downsample,ours,sep_downsample,cuda,H200,128,224,bf16,True,3000\n"
+        "torchvision.resnet50,torchvision,,cuda,H200,128,224,bf16,False,2900\n")
+    argv = ["--no-models", "--data-pipeline", "--image-folder", "--folder-images", "8", "--folder-batch", "4",
+            "--folder-size", "32", "--folder-workers", "1", "--folder-rounds", "1", "--folder-cache", str(tmp_path),
+            "--train-imgs-per-s", "1000", "--gpu-check", str(gpu_check)]
+    rows = main(argv)
+    pipelines = [r for r in rows if "stage" in r]
+    assert [(r["recipe"], r["split"], r["stage"]) for r in pipelines] == [
+        (name, split, stage) for name in ("original", "modern") for split in ("train", "eval")
+        for stage in ("transform, 1 thread", "loader, 1 worker")]
+    for r in pipelines:
+        assert r["ours_imgs_per_s"] > 0 and r["timm_imgs_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["ours_imgs_per_s"] / r["timm_imgs_per_s"])
+    includes = {(r["recipe"], r["split"], r["stage"]): r["includes"] for r in pipelines}
+    assert "RandAugment" in includes["modern", "train", "loader, 1 worker"]["timm"]
+    assert "erasing" in includes["modern", "train", "transform, 1 thread"]["ours"]
+    assert "RandAugment" not in includes["original", "train", "loader, 1 worker"]["ours"]
+    assert "to the device" in includes["modern", "eval", "loader, 1 worker"]["ours"]
+    one_core = {r["recipe"]: r["ours_per_core"] for r in pipelines if r["split"] == "train" and r["workers"] == 1}
+    assert [(r["what"].split(" (")[0], r["recipe"], r["cores"]) for r in rows if "cores" in r] == [
+        ("sep_downsample", "modern", pytest.approx(2400 / one_core["modern"])),
+        *[("--train-imgs-per-s", name, pytest.approx(1000 / one_core[name])) for name in ("original", "modern")]]
+    printed = capsys.readouterr().out
+    assert "ours/timm" in printed and "What each row includes" in printed and "cores" in printed
+    files = sorted((tmp_path / "benchmark_jpegs_8").rglob("*.JPEG"))
+    assert len(files) == 16  # as many for evaluation as for training
+    monkeypatch.setattr(folder, "write_jpeg_folder", None)  # the folder is cached, not written again
+    assert len(main([*argv[:-2]])) == len(rows) - 1
+
+
+def test_timms_pipeline_takes_the_recipes_settings():
+    modern = folder.run_config(Path("unused"), "modern", parse_settings([]), 0)
+    assert folder.timm_arguments(modern, "train") == {
+        "interpolation": "bicubic", "mean": tuple(modern.data.mean), "std": tuple(modern.data.std),
+        "scale": (0.08, 1.0), "hflip": 0.5, "color_jitter": None, "auto_augment": "rand-m9-mstd0.5-inc1",
+        "re_prob": 0.25, "re_mode": "const"}
+    original = folder.run_config(Path("unused"), "original", parse_settings([]), 0)
+    train = folder.timm_arguments(original, "train")
+    assert (train["auto_augment"], train["re_prob"], train["interpolation"]) == (None, 0.0, "bilinear")
+    assert folder.timm_arguments(original, "eval")["crop_pct"] == 0.875
 
 
 def test_generated_jpegs_are_photo_sized_and_compress_like_photos(tmp_path):

@@ -37,15 +37,19 @@ def _posterize(image: Image.Image, bits_to_keep: int, **_) -> Image.Image:
     return ImageOps.posterize(image, bits_to_keep)
 
 
+def posterize_under_any_pillow(randaugment):
+    """timm's RandAugment `randaugment` with its posterize ops giving a black image at 0 bits; returns it."""
+    for op in randaugment.ops:
+        if op.name.startswith("Posterize"):
+            op.aug_fn = _posterize
+    return randaugment
+
+
 def timm_randaugment(magnitude: int, hparams: dict):
     """timm's RandAugment of the paper's policy, its posterize working under any Pillow."""
     from timm.data.auto_augment import rand_augment_transform
 
-    transform = rand_augment_transform(paper_policy(magnitude), hparams)
-    for op in transform.ops:
-        if op.name.startswith("Posterize"):
-            op.aug_fn = _posterize
-    return transform
+    return posterize_under_any_pillow(rand_augment_transform(paper_policy(magnitude), hparams))
 
 
 def randaugment(recipe_cfg, data_cfg) -> Callable:

@@ -2,7 +2,7 @@
 
 import torch
 
-from roadmap.machines.benchmark import pipeline, report
+from roadmap.machines.benchmark import folder, pipeline, report
 from roadmap.machines.benchmark.machine import load_average, matmul_peak_flops
 from roadmap.machines.benchmark.models import build_cases
 from roadmap.machines.benchmark.settings import Settings, parse_settings
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.manual_seed(0)
     rows = [] if settings.no_models else time_models(settings)
     if settings.data_pipeline and settings.image_folder:
-        speed = pipeline.folder_speed(settings, rows)
-        report.print_folder(speed, settings)
-        return rows + speed.rows
+        speed = folder.folder_speed(settings, rows)
+        folder.print_folder(speed, settings)
+        return rows + speed.rows + speed.feeds
     if settings.data_pipeline:
         report.print_loader(pipeline.loader_speed(settings), settings)
     return rows

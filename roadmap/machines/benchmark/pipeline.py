@@ -1,23 +1,19 @@
 """Data loading, apart from the models: the default run's training DataLoader (built by roadmap.training.train.Trainer exactly
 as run.py builds it) alone and feeding the default model's training steps, against the same steps on a batch already
-in memory; or, with --image-folder, ImageNet's loading cost without ImageNet: a temporary folder of photo-like JPEGs
-(ImageNet's sizes, around 500x375) decoded and augmented by each recipe's training transforms in one thread, and the
-cores per training process that feed a training img/s.
+in memory; and the photo-like JPEGs of ImageNet's sizes (around 500x375) that --image-folder (`folder.py`) and the GPU
+check read.
 """
 
-import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw, ImageFilter
 
 import roadmap
-from roadmap.machines.benchmark.machine import load_average, sync
+from roadmap.machines.benchmark.machine import sync
 from roadmap.machines.benchmark.settings import Settings
 from roadmap.training.data import build_splits
 from roadmap.training.train import Trainer
@@ -98,7 +94,6 @@ def loader_speed(settings: Settings) -> LoaderSpeed:
 
 # Shapes of ImageNet photos (most are 500 pixels on the long side).
 PHOTO_SIZES = [(500, 375), (500, 333), (375, 500), (500, 400), (333, 500), (500, 500), (400, 300)]
-RECIPES = ("original", "modern")
 
 
 def photo_like(rng: np.random.Generator) -> Image.Image:
@@ -118,11 +113,12 @@ def photo_like(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def write_jpeg_folder(root: Path, images: int, seed: int = 0) -> dict:
-    """`train/` and `val/` trees of two classes of photo-like JPEGs (quality 90) under `root`; their mean size."""
+def write_jpeg_folder(root: Path, images: int, seed: int = 0, val_images: int = 2) -> dict:
+    """`train/` (`images`) and `val/` (`val_images`) trees of two classes of photo-like JPEGs (quality 90) under
+    `root`; their mean size."""
     rng = np.random.default_rng(seed)
     sizes = []
-    for split, count in (("train", images), ("val", 2)):
+    for split, count in (("train", images), ("val", val_images)):
         for i in range(count):
             folder = root / split / f"class{i % 2}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -131,57 +127,3 @@ def write_jpeg_folder(root: Path, images: int, seed: int = 0) -> dict:
             sizes.append((image.width * image.height, (folder / f"{i}.JPEG").stat().st_size))
     pixels, size = (sum(v) / len(sizes) for v in zip(*sizes))
     return {"mean_pixels": pixels, "mean_kb": size / 1024}
-
-
-def decode_augment_per_core(settings: Settings) -> tuple[dict[str, float], dict]:
-    """Images per second one core decodes and augments with each recipe's training transforms (built by
-    roadmap.training.data as a run builds them, from `data=imagefolder`), on a temporary folder of photo-like JPEGs, in one
-    thread as a DataLoader worker runs, per second of this process's CPU time: alternating rounds, the first
-    discarded (file cache), medians; and the folder's mean image size."""
-    with tempfile.TemporaryDirectory() as root:
-        folder = write_jpeg_folder(Path(root), settings.folder_images)
-        datasets = {}
-        for name in RECIPES:
-            cfg = roadmap.compose(["data=imagefolder", f"data.root={root}", "data.num_classes=2", "data.val_size=1",
-                                   f"recipe={name}", *settings.data_override])
-            datasets[name] = build_splits(cfg.data, cfg.budget, cfg.recipe).train
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        rates = {name: [] for name in RECIPES}
-        for r in range(settings.folder_rounds + 1):
-            for name in RECIPES if r % 2 == 0 else RECIPES[::-1]:
-                dataset = datasets[name]
-                start = time.process_time()  # CPU seconds: what a core gives, however busy the machine
-                for i in range(len(dataset)):
-                    dataset[i]
-                if r > 0:
-                    rates[name].append(len(dataset) / (time.process_time() - start))
-        torch.set_num_threads(threads)
-    return {name: statistics.median(v) for name, v in rates.items()}, folder
-
-
-@dataclass(frozen=True)
-class FolderSpeed:
-    """Decode + augment img/s per core of each recipe, and the cores that feed each training img/s."""
-
-    per_core: dict[str, float]  # recipe: img/s per core
-    folder: dict  # mean_pixels, mean_kb of the generated JPEGs
-    loads: tuple[str, str]  # load average before and after
-    feeds: list[dict]  # what, train_imgs_per_s, recipe, cores
-
-    @property
-    def rows(self) -> list[dict]:
-        return [{"recipe": name, "imgs_per_s_per_core": rate} for name, rate in self.per_core.items()] + self.feeds
-
-
-def folder_speed(settings: Settings, model_rows: list[dict]) -> FolderSpeed:
-    """Decode + augment img/s per core for both recipes, and the cores that feed a training img/s: each of our
-    models timed (`model_rows`, with its step's recipe) and `--train-imgs-per-s`."""
-    before = load_average()
-    per_core, folder = decode_augment_per_core(settings)
-    loads = (before, load_average())
-    feeds = [(f"{r['model']} ({r['device']}, batch {r['batch']}, {r['input_size']}px)", r["train_imgs_per_s"],
-              roadmap.compose([f"+step={r['step']}"]).recipe.name) for r in model_rows if r["source"] == "ours"]
-    feeds += [("--train-imgs-per-s", figure, name) for figure in settings.train_imgs_per_s for name in per_core]
-    return FolderSpeed(per_core, folder, loads, [{"what": what, "train_imgs_per_s": ips, "recipe": name,
-                                                  "cores": ips / per_core[name]} for what, ips, name in feeds])

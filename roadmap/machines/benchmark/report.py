@@ -19,7 +19,7 @@ import torch
 
 from roadmap.machines.benchmark.machine import device_name, load_average
 from roadmap.machines.benchmark.models import Case
-from roadmap.machines.benchmark.pipeline import FolderSpeed, LoaderSpeed
+from roadmap.machines.benchmark.pipeline import LoaderSpeed
 from roadmap.machines.benchmark.settings import Settings
 
 CSV_FIELDS = ["model", "source", "step", "roadmap", "reference_of", "device", "device_name", "dtype", "batch",
@@ -185,18 +185,3 @@ def print_loader(speed: LoaderSpeed, settings: Settings) -> None:
     print(f"\nloader / model training throughput: {speed.loader_imgs_per_s / speed.in_memory_imgs_per_s:.2f} (> 1: "
           f"the loader alone outpaces training); fed / in-memory training: "
           f"{speed.fed_imgs_per_s / speed.in_memory_imgs_per_s:.2f} (1.00: not limited by the data pipeline)")
-
-
-def print_folder(speed: FolderSpeed, settings: Settings) -> None:
-    print(f"\n## Decode + augment per core: {settings.folder_images} photo-like JPEGs in a temporary image folder "
-          f"(mean {speed.folder['mean_pixels'] / 1e3:.0f}k pixels, {speed.folder['mean_kb']:.0f} KB, quality 90; "
-          f"ImageNet's train JPEGs: ~110 KB), one process, 1 thread as in a DataLoader worker, per CPU second, "
-          f"median of {settings.folder_rounds} rounds; load average before {speed.loads[0]}, after {speed.loads[1]}\n")
-    print("| recipe | img/s per core |\n|---|---|")
-    for name, rate in speed.per_core.items():
-        print(f"| {name} | {rate:.1f} |")
-    if speed.feeds:
-        print("\nCores per training process (per GPU) that keep it fed: train img/s / img/s per core (collation and "
-              "the copy to the trainer not counted)\n\n| training | train img/s | recipe | cores |\n|---|---|---|---|")
-        for r in speed.feeds:
-            print(f"| {r['what']} | {r['train_imgs_per_s']:.1f} | {r['recipe']} | {r['cores']:.1f} |")

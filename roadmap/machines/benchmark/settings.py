@@ -40,7 +40,12 @@ class Settings:
     image_folder: bool
     folder_images: int
     folder_rounds: int
+    folder_size: int
+    folder_batch: int
+    folder_workers: tuple[int, ...]
+    folder_cache: str | None
     train_imgs_per_s: tuple[float, ...]
+    gpu_check: str | None
     no_models: bool
     verbose: bool
 
@@ -88,12 +93,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-batches", type=int, default=20)
     p.add_argument("--data-steps", type=int, default=8)
     p.add_argument("--image-folder", action="store_true",
-                   help="with --data-pipeline: decode + augment img/s per core on ImageNet-like JPEGs, both recipes, "
-                        "instead of the default run's loader")
-    p.add_argument("--folder-images", type=int, default=64, help="JPEGs generated for --image-folder")
+                   help="with --data-pipeline: the input pipeline on JPEGs of ImageNet's sizes, ours against timm's, "
+                        "both recipes, training and evaluation, instead of the default run's loader")
+    p.add_argument("--folder-images", type=int, default=256,
+                   help="JPEGs generated for --image-folder, as many for training and evaluation (cached)")
     p.add_argument("--folder-rounds", type=int, default=3)
+    p.add_argument("--folder-size", type=int, default=224, help="--image-folder's crop size in pixels")
+    p.add_argument("--folder-batch", type=int, default=32, help="--image-folder's training batch (evaluation: x2)")
+    p.add_argument("--folder-workers", type=int, nargs="*", default=[], metavar="W",
+                   help="--image-folder's loader workers besides 1 (default: 2 and every core this process may use)")
+    p.add_argument("--folder-cache", default=None,
+                   help="where --image-folder's JPEGs are cached (default: the data root, data.root's default)")
     p.add_argument("--train-imgs-per-s", type=float, nargs="*", default=[], metavar="IMGS_PER_S",
                    help="with --image-folder: training speeds (e.g. a GPU's) to give the cores that feed them")
+    p.add_argument("--gpu-check", default=None, metavar="FOLDER",
+                   help="with --image-folder: a GPU check's --out folder; its measured train img/s get their cores")
     p.add_argument("--no-models", action="store_true", help="skip the model table (e.g. with --data-pipeline)")
     p.add_argument("--verbose", action="store_true")
     return p
@@ -109,7 +123,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         p.error(f"unknown step {unknown[0]}; choose from {' '.join(roadmap.STEP_NAMES)}")
     if args.reps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--reps and --batch must be positive, --warmup non-negative")
+    if min(args.folder_images, args.folder_batch, args.folder_size, *args.folder_workers) < 1 or \
+            args.folder_images < 2 * args.folder_batch:
+        p.error("--folder-images, --folder-batch, --folder-size and --folder-workers must be positive, "
+                "--folder-images at least 2 x --folder-batch")
     return Settings(**vars(args) | {
         "steps": steps, "timm": timm_available() if args.timm is None else args.timm,
         "device": torch.device(args.device), "override": tuple(args.override),
-        "data_override": tuple(args.data_override), "train_imgs_per_s": tuple(args.train_imgs_per_s)})
+        "data_override": tuple(args.data_override), "train_imgs_per_s": tuple(args.train_imgs_per_s),
+        "folder_workers": tuple(args.folder_workers)})
