@@ -1,7 +1,11 @@
 """Each data config loads from small files in the format torchvision reads, with honest splits."""
 
+from pathlib import Path
+from urllib.error import URLError
+
 import pytest
 import torch
+import torchvision
 from conftest import TINY_MODEL, write_cifar, write_fashion_mnist, write_image_folder
 
 from roadmap import compose
@@ -37,10 +41,47 @@ def test_fashion_mnist_unpacks_the_debian_package(tmp_path):
 
 
 def test_missing_fashion_mnist_says_what_to_do(tmp_path):
-    cfg = compose([f"data.root={tmp_path}", f"data.packaged_dir={tmp_path / 'none'}"])
+    cfg = compose([f"data.root={tmp_path}", f"data.packaged_dir={tmp_path / 'none'}", "data.download=false"])
     with pytest.raises(DataError, match="dataset-fashion-mnist.*data.root.*data.download=true") as error:
         check_available(cfg.data)
     assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    """torchvision's download of each Fashion-MNIST file, replaced: the URLs asked for, no network."""
+    asked = []
+
+    def download(url, download_root, filename=None, md5=None, **_):
+        asked.append(url)
+        write_fashion_mnist(Path(download_root))
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", download)
+    return asked
+
+
+def test_without_the_debian_package_the_default_run_downloads(tmp_path, fake_download):
+    cfg, splits = _splits([f"data.root={tmp_path / 'cache'}", f"data.packaged_dir={tmp_path / 'none'}",
+                           "data.val_size=100"])
+    assert fake_download and all("fashion" in url.lower() for url in fake_download)
+    assert (tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert (len(splits.train), len(splits.test)) == (500, 200)
+
+
+def test_with_the_debian_package_nothing_is_downloaded(tmp_path, fake_download):
+    packaged = write_fashion_mnist(tmp_path / "usr-share", compressed=True)
+    _splits([f"data.root={tmp_path / 'cache'}", f"data.packaged_dir={packaged}", "data.val_size=100"])
+    assert fake_download == []
+
+
+def test_a_failed_download_says_what_to_do_in_one_line(tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match="could not download.*install the Debian package dataset-fashion-mnist") as e:
+        _splits([f"data.root={tmp_path}", f"data.packaged_dir={tmp_path / 'none'}"])
+    assert "\n" not in str(e.value)
 
 
 def test_root_that_is_not_a_folder(tmp_path):

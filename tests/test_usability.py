@@ -84,7 +84,7 @@ def test_an_analysis_of_a_results_csv_says_why_it_draws_no_curves(tmp_path, caps
 
 
 def test_no_two_labels_of_the_accuracy_against_compute_figure_overlap():
-    runs = aggregate.load_runs([REPO / "docs" / "roadmap_fmnist" / "results.csv"])
+    runs = aggregate.load_runs([REPO / "docs" / "studies" / "roadmap_fmnist" / "results.csv"])
     rows = aggregate.roadmap_table(runs)
     figure = plots.accuracy_vs_gflops_figure(rows)
     renderer = FigureCanvasAgg(figure).get_renderer()

@@ -136,9 +136,16 @@ def _find_fashion_mnist(data_cfg) -> Path:
 
 
 def _fashion_mnist(data_cfg) -> tuple[Dataset, Dataset]:
+    """From data.root, else Debian's package, else downloaded by torchvision (data.download, the default)."""
     root = _find_fashion_mnist(data_cfg)
-    return (datasets.FashionMNIST(root, train=True, download=data_cfg.download),
-            datasets.FashionMNIST(root, train=False, download=data_cfg.download))
+    try:
+        return (datasets.FashionMNIST(root, train=True, download=data_cfg.download),
+                datasets.FashionMNIST(root, train=False, download=data_cfg.download))
+    except (RuntimeError, OSError) as e:  # torchvision's "Error downloading ...", a URLError, a full disk
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"Fashion-MNIST is not in {root / 'FashionMNIST' / 'raw'} nor {data_cfg.packaged_dir}, and "
+                        f"torchvision could not download or read it ({reason.rstrip(':')}): install the Debian package "
+                        "dataset-fashion-mnist, or copy its four files into that raw folder") from None
 
 
 def _cifar_class(data_cfg) -> type[datasets.CIFAR10]:

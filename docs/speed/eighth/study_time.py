@@ -3,7 +3,7 @@ that the record leaves out (`--outside`), dispatched in the sweep's order (step,
 launcher's workers is free first, as joblib does. Replayed with the seconds a study measured, it should give its
 measured time back; with the savings made since, it estimates the study's time today.
 
-    python docs/speed_eighth/study_time.py RESULTS_CSV --outside S [--rerun RESULTS_CSV --rerun-steps STEP ...
+    python docs/speed/eighth/study_time.py RESULTS_CSV --outside S [--rerun RESULTS_CSV --rerun-steps STEP ...
         --rerun-outside S]
 
 `--rerun`: records of the same runs (step and seed) trained again; those of `--rerun-steps` replace the study's.

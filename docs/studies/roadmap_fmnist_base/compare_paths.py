@@ -1,7 +1,7 @@
 """The base path's changes step by step against the tiny path's and the paper's (which has numbers for the tiny path
 only): signs and the rank correlation of the changes. Writes Markdown; run from the repository root:
 
-    python docs/roadmap_fmnist_base/compare_paths.py > docs/roadmap_fmnist_base/paths.md
+    python docs/studies/roadmap_fmnist_base/compare_paths.py > docs/studies/roadmap_fmnist_base/paths.md
 
 Its Spearman ranks the 13 adopted steps' changes (Δ against the parent), not the steps' accuracies as the
 calibration's does (analysis/calibration.py).
@@ -13,9 +13,9 @@ from analysis.aggregate import markdown_rows, signed_interval_text
 from analysis.calibration import LARGE_EFFECT
 from analysis.stats import spearman
 
-STUDIES = {"base path, 10 epochs (n = 1)": "docs/roadmap_fmnist_eighth_base/roadmap.csv",
-           "base path, 20 epochs (n = 1)": "docs/roadmap_fmnist_base/roadmap.csv",
-           "tiny path, 20 epochs (n = 3)": "docs/roadmap_fmnist/roadmap.csv"}
+STUDIES = {"base path, 10 epochs (n = 1)": "docs/studies/roadmap_fmnist_eighth_base/roadmap.csv",
+           "base path, 20 epochs (n = 1)": "docs/studies/roadmap_fmnist_base/roadmap.csv",
+           "tiny path, 20 epochs (n = 3)": "docs/studies/roadmap_fmnist/roadmap.csv"}
 tables = {name: pd.read_csv(path).set_index("step") for name, path in STUDIES.items()}
 tiny = tables["tiny path, 20 epochs (n = 3)"]
 steps = tiny.index[tiny.adopted & tiny.delta_test_acc1.notna()]

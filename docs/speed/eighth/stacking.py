@@ -1,6 +1,6 @@
 """Seconds to hold the proxy's splits in memory, image by image (each image through the whole transform, as before
 c5720d7) against `roadmap.training.data.stacked` (the transforms from ToImage on once on the whole stack), one thread; and
-whether the two give the same tensors bit for bit. Run from the repository root: `python docs/speed_eighth/stacking.py`."""
+whether the two give the same tensors bit for bit. Run from the repository root: `python docs/speed/eighth/stacking.py`."""
 
 import time
 

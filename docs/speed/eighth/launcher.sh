@@ -5,7 +5,7 @@
 set -euo pipefail
 budget=${1:-fmnist_eighth}
 epochs=${2:-2}
-out=${3:-docs/speed_eighth}
+out=${3:-docs/speed/eighth}
 py=.venv/bin/python
 common="budget=$budget budget.epochs=$epochs runtime.progress=false runtime.keep=none"
 scratch=/tmp/launcher_$budget

@@ -3,7 +3,7 @@
 # each loader, then two single-threaded runs at once against the same two runs one after the other on 2 threads.
 # Run from the repository root with nothing else running; writes its logs beside this script.
 set -euo pipefail
-out=docs/speed_narrow
+out=docs/speed/narrow
 py=.venv/bin/python
 common="budget=fmnist_narrow budget.epochs=1 runtime.progress=false runtime.keep=none"
 rm -rf /tmp/speed_narrow
@@ -18,4 +18,4 @@ for loader in memory workers; do
       | grep -E "test top|error" | sed "s/^/$loader $step: /" | tee -a $out/runs.txt
   done
 done
-docs/speed_eighth/launcher.sh fmnist_narrow 1 $out
+docs/speed/eighth/launcher.sh fmnist_narrow 1 $out
