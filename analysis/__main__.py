@@ -88,6 +88,11 @@ def write_outputs(runs: pd.DataFrame, out: Path, steps: tuple[Step, ...] | None 
         for family, rows in families:
             written.append(out / f"ablations{_suffix(family, len(families) > 1)}.png")
             plots.ablation_figure(rows).savefig(written[-1])
+        interactions = aggregate.interaction_table(ablations)
+        if not interactions.empty:
+            interactions.to_csv(out / "interactions.csv", index=False)
+            (out / "interactions.md").write_text(aggregate.interaction_markdown(interactions))
+            written += [out / "interactions.csv", out / "interactions.md"]
     return written
 
 

@@ -286,7 +286,8 @@ def roadmap_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) -> 
 
 
 def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) -> pd.DataFrame:
-    """One row per (family, step, design change), with the change in top-1 from the same step run without it.
+    """One row per (family, step, design change): the paired change in top-1 from the same step run without it
+    (per seed, over the seeds both ran, with its 95% interval), sorted by that change within each family and step.
     Changes that a leave-one-out or add-one-in study generates are named after the roadmap step they undo/apply."""
     from experiments.ablations import add_one_in, leave_one_out  # the studies that generate these changes
 
@@ -305,12 +306,58 @@ def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) ->
     rows["change"] = [a.change if a else "" for a in matches]
     rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))
                               for r in rows.itertuples()]
-    rows["delta_test_acc1"] = rows.test_acc1_mean - rows.base_test_acc1
-    rows = rows.sort_values(["step", "change"], key=lambda names: names.map(_order(steps)).fillna(len(steps)),
-                            kind="stable")
+    by_seed = _normalized(runs)
+    by_seed = by_seed[by_seed.excluded == ""].groupby([*FAMILY, "step", "design", "seed"]).test_acc1.mean().sort_index()
+    paired = [stats.paired_change(by_seed.get((r.roadmap, r.data, r.settings, r.step, r.design), pd.Series()),
+                                  by_seed.get((r.roadmap, r.data, r.settings, r.step, ""), pd.Series()))
+              for r in rows.itertuples()]
+    rows = rows.assign(**pd.DataFrame(paired, index=rows.index))
+    order = _order(steps)
+    rows = rows.assign(_step_order=rows.step.map(order).fillna(len(steps)))
+    rows = rows.sort_values([*FAMILY, "_step_order", "delta_test_acc1"], kind="stable").drop(columns="_step_order")
     first = [*FAMILY, "step", "ablation", "change", "design", "recipe", "n", "test_acc1_mean", "test_acc1_std",
-             "base_test_acc1", "delta_test_acc1"]
+             "base_test_acc1", "delta_test_acc1", "delta_ci95", "delta_n", "resolved"]
     return rows[first + [c for c in rows if c not in first]].reset_index(drop=True)
+
+
+def interaction_table(ablations: pd.DataFrame) -> pd.DataFrame:
+    """For each design change that both ablation studies ran in a family: its effect alone (applied to the roadmap's
+    first network, add-one-in) against its effect in context (what undoing it costs the last network, leave-one-out,
+    with the sign turned so that both say what the change adds), each paired by seed with its 95% interval; `differ`
+    where both intervals exist and do not overlap."""
+    generated = ablations[ablations.change != ""]
+    alone = generated[generated.ablation.str.startswith("with_")]
+    removed = generated[generated.ablation.str.startswith("without_")]
+    both = alone.merge(removed, on=[*FAMILY, "change"], suffixes=("_alone", "_removed"))
+    if both.empty:
+        return pd.DataFrame()
+    table = both[[*FAMILY, "change"]].assign(
+        first_step=both.step_alone, alone=both.delta_test_acc1_alone, alone_ci95=both.delta_ci95_alone,
+        alone_n=both.delta_n_alone, last_step=both.step_removed, in_context=-both.delta_test_acc1_removed,
+        in_context_ci95=both.delta_ci95_removed, in_context_n=both.delta_n_removed)
+    low_alone, high_alone = table.alone - table.alone_ci95, table.alone + table.alone_ci95
+    low_context, high_context = table.in_context - table.in_context_ci95, table.in_context + table.in_context_ci95
+    table["differ"] = (high_alone < low_context) | (high_context < low_alone)  # NaN intervals compare False
+    return table.reset_index(drop=True)
+
+
+def interaction_markdown(table: pd.DataFrame) -> str:
+    sections = []
+    for family, rows in table.groupby(FAMILY, sort=False):
+        first, last = rows.first_step.iloc[0], rows.last_step.iloc[0]
+        header = ["change", f"Δ top-1 alone (applied to {first}), paired ± 95% CI", "n",
+                  f"Δ top-1 in context (what undoing it costs {last}), paired ± 95% CI", "n", "intervals"]
+        body = [[row.change, signed_interval_text(row.alone, row.alone_ci95), str(row.alone_n),
+                 signed_interval_text(row.in_context, row.in_context_ci95), str(row.in_context_n),
+                 "**do not overlap**" if row.differ else "overlap" if row.alone_n > 1 and row.in_context_n > 1
+                 else "n/a (1 seed)"] for row in rows.itertuples()]
+        sections.append("\n".join([
+            f"## {family_name(family)}", "",
+            "Each change's effect on its own and in the company of all the others, both as what the change adds "
+            "(in context: the last network's top-1 minus that of the same network with this change undone). Where "
+            "the intervals do not overlap the change's effect depends on the rest of the design.", "",
+            *markdown_rows(header, body)]))
+    return "\n\n".join(sections) + "\n"
 
 
 def _without_lr_overrides(settings: str) -> str:
@@ -384,6 +431,7 @@ def _mean_std(mean, std, digits: int = 2) -> str:
 def signed_interval_text(mean, half, digits: int = 2) -> str:
     if pd.isna(mean):
         return ""
+    mean = round(mean, digits) + 0.0  # a mean that rounds to zero prints +0.00, not -0.00
     return f"{mean:+.{digits}f} ± {half:.{digits}f}" if not pd.isna(half) else f"{mean:+.{digits}f}"
 
 
@@ -452,9 +500,10 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     sections = []
     for family, rows in table.groupby(FAMILY, sort=False):
         header = ["network", "ablation", "overrides", "top-1 (%) test, mean ± std over n seeds", "n",
-                  "top-1 (%) of the step as is", "Δ top-1"]
+                  "top-1 (%) of the step as is", "Δ top-1, paired by seed, ± 95% CI", "resolved"]
         body = [[row.step, row.ablation, f"`{row.design}`", _mean_std(row.test_acc1_mean, row.test_acc1_std),
-                 str(row.n), number_text(row.base_test_acc1, 2), _signed(row.delta_test_acc1, 2)]
+                 str(row.n), number_text(row.base_test_acc1, 2),
+                 signed_interval_text(row.delta_test_acc1, row.delta_ci95), resolved_text(row)]
                 for row in rows.itertuples()]
         sections.append("\n".join([f"## {family_name(family)}", "", *markdown_rows(header, body)]))
     return "\n\n".join(sections) + "\n"

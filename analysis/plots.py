@@ -257,18 +257,23 @@ def _is_adopted(row) -> bool:
 
 
 def ablation_figure(rows: pd.DataFrame) -> Figure:
-    """Change in top-1 from each ablation, against its step run without the ablation's overrides."""
+    """Change in top-1 from each ablation, against its step run without the ablation's overrides: paired by seed,
+    with its 95% interval; filled where the interval excludes zero. The rows in the table's order (sorted by change)."""
     fig = Figure(figsize=(8.0, 1.4 + ROW_INCHES * len(rows)), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     y = range(len(rows))
     colors = [ADOPTED_COLOR if d >= 0 else "#c44e52" for d in rows.delta_test_acc1]
-    ax.barh(y, rows.delta_test_acc1.fillna(0), color=colors,
-            xerr=rows.test_acc1_std.where(rows.n > 1), error_kw={"elinewidth": 1, "capsize": 2})
+    bars = ax.barh(y, rows.delta_test_acc1.fillna(0), color=colors, edgecolor=colors,
+                   xerr=rows.delta_ci95, error_kw={"elinewidth": 1, "capsize": 2})
+    for bar, resolved in zip(bars, rows.resolved):
+        if not resolved:
+            bar.set_facecolor("none")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(list(y), [f"{r.ablation} ({r.step})" for r in rows.itertuples()], fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.margins(x=0.15)
-    ax.set_xlabel("Δ top-1 (%) against the step without these overrides (error bars: std over the ablation's seeds)")
+    ax.set_xlabel("Δ top-1 (%) against the step without these overrides, paired by seed ± 95% CI "
+                  "(filled: resolved, CI excludes 0)")
     ax.grid(axis="x", alpha=0.3)
     _suptitle(fig, "Ablations", rows)
     return fig
