@@ -90,3 +90,18 @@ def test_the_checker_catches_what_it_should(tmp_path):
         "link outside the repository: ../../elsewhere.md",
         "names a path that does not exist: docs/a/results.csv",
     ]
+
+
+def test_the_imagenet_study_commands_name_every_step_it_runs():
+    import csv
+
+    from roadmap import STEPS
+
+    page = (REPO / "docs" / "distributed.md").read_text()
+    loop = re.search(r"for step in (.*?); do", page, re.S).group(1).replace("\\\n", " ").split()
+    assert loop == [step.name for step in STEPS]
+    with open(REPO / "analysis" / "paper_roadmap.csv") as f:
+        papers = [row["step"] for row in csv.DictReader(f) if row["roadmap"] == "tiny" and row["paper_acc1"]]
+    only_paper = re.search(r"Only the paper's (\d+) steps: add `\+step=([\w,]+)`", page)
+    assert int(only_paper.group(1)) == len(papers) and only_paper.group(2).split(",") == papers
+    assert f"{len(STEPS)} steps" in page and f"**{3 * len(STEPS)} runs**" in page
