@@ -61,8 +61,8 @@ def fake_download(monkeypatch):
 
 
 def test_without_the_debian_package_the_default_run_downloads(tmp_path, fake_download):
-    cfg, splits = _splits([f"data.root={tmp_path / 'cache'}", f"data.packaged_dir={tmp_path / 'none'}",
-                           "data.val_size=100"])
+    _, splits = _splits([f"data.root={tmp_path / 'cache'}", f"data.packaged_dir={tmp_path / 'none'}",
+                         "data.val_size=100"])
     assert fake_download and all("fashion" in url.lower() for url in fake_download)
     assert (tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert (len(splits.train), len(splits.test)) == (500, 200)

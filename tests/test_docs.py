@@ -10,13 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").rglob("*.md"))]
 
-FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
+FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
 DOCS_PATH = re.compile(r"(?<![\w./:-])docs/[\w.\-/]*")  # not `git show <commit>:docs/...`
 OUTSIDE = re.compile(r"\.\./shared/|(?<![\w/])shared/\w|ROADMAP_SPEC")
 # How the project was developed belongs in no page: sessions, issues, pilots named by number.
-NARRATIVE = re.compile(r"\bsessions?\b|\bissue \d+|\bthe issue's\b|\bpilot P\d", re.I)
+NARRATIVE = re.compile(r"\bsessions?\b|\bissue \d+|\bthe issue's\b|\bpilot P\d", re.IGNORECASE)
 
 
 def heading_slugs(markdown: str) -> set[str]:
@@ -98,7 +98,7 @@ def test_the_imagenet_study_commands_name_every_step_it_runs():
     from roadmap import STEPS
 
     page = (REPO / "docs" / "distributed.md").read_text()
-    loop = re.search(r"for step in (.*?); do", page, re.S).group(1).replace("\\\n", " ").split()
+    loop = re.search(r"for step in (.*?); do", page, re.DOTALL).group(1).replace("\\\n", " ").split()
     assert loop == [step.name for step in STEPS]
     with open(REPO / "analysis" / "paper_roadmap.csv") as f:
         papers = [row["step"] for row in csv.DictReader(f) if row["roadmap"] == "tiny" and row["paper_acc1"]]
