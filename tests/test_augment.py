@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 
 from roadmap import build_model, compose
 from roadmap.records.fingerprint import trained_config
-from roadmap.training.augment import timm_hparams, timm_randaugment
+from roadmap.training.augment import OnDevice, timm_hparams, timm_randaugment
 from roadmap.training.data import build_splits, train_transform
 from roadmap.training.train import Trainer
 
@@ -126,3 +126,23 @@ def test_loading_in_the_training_process_repeats_the_papers_draws(tmp_path):
 
     first = first_batch(0)
     assert torch.equal(first, first_batch(0)) and not torch.equal(first, first_batch(1))
+
+
+def test_on_the_device_a_batch_is_what_the_per_image_transform_made():
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    images = torch.randint(0, 256, (16, 3, 24, 20), dtype=torch.uint8)
+    per_image = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    eraser, on_device = v2.RandomErasing(p=0.5), OnDevice(mean, std, erasing=0.5)
+    erased = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        expected = torch.stack([eraser(per_image(image)) for image in images])  # each image's draws in turn
+        after = torch.rand(1)
+        torch.manual_seed(seed)
+        batch = on_device(images.contiguous(memory_format=torch.channels_last), train=True)
+        assert torch.equal(batch, expected) and torch.equal(torch.rand(1), after)
+        assert batch.is_contiguous(memory_format=torch.channels_last)
+        erased.add(int((batch == 0).all(1).flatten(1).any(1).sum()))
+    assert min(erased) > 0 and max(erased) < len(images)  # some images erased, not all
+    torch.manual_seed(0)
+    assert torch.equal(on_device(images, train=False), per_image(images))  # evaluation: no erasing

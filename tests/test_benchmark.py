@@ -153,7 +153,8 @@ def test_image_folder_mode_times_ours_and_timms_pipelines_and_the_cores_to_feed(
         assert r["ratio"] == pytest.approx(r["ours_imgs_per_s"] / r["timm_imgs_per_s"])
     includes = {(r["recipe"], r["split"], r["stage"]): r["includes"] for r in pipelines}
     assert "RandAugment" in includes["modern", "train", "loader, 1 worker"]["timm"]
-    assert "erasing" in includes["modern", "train", "transform, 1 thread"]["ours"]
+    assert "erasing" in includes["modern", "train", "loader, 1 worker"]["ours"]  # on the device, a batch at a time
+    assert "erasing" not in includes["modern", "train", "transform, 1 thread"]["ours"]
     assert "RandAugment" not in includes["original", "train", "loader, 1 worker"]["ours"]
     assert "to the device" in includes["modern", "eval", "loader, 1 worker"]["ours"]
     one_core = {r["recipe"]: r["ours_per_core"] for r in pipelines if r["split"] == "train" and r["workers"] == 1}

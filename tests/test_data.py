@@ -19,7 +19,7 @@ def _splits(overrides):
 
 def _check_sample(dataset, channels: int, size: int, num_classes: int) -> None:
     image, label = dataset[0]
-    assert image.dtype == torch.float32 and image.shape == (channels, size, size)
+    assert image.dtype == torch.uint8 and image.shape == (channels, size, size)  # normalised on the device
     assert 0 <= label < num_classes
 
 

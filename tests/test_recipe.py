@@ -97,15 +97,16 @@ def test_modern_recipe_augments_the_images(modern_trainer, monkeypatch):
     forward = RandAugment.__call__  # the paper's, timm's (tests/test_augment.py)
     monkeypatch.setattr(RandAugment, "__call__", lambda self, *a: calls.append(1) or forward(self, *a))
     torch.manual_seed(0)
-    images, _, _ = next(iter(modern_trainer.train_loader))  # (images, labels, loading seconds)
+    images, labels, _ = next(iter(modern_trainer.train_loader))  # (images, labels, loading seconds)
     assert len(calls) == len(images)  # RandAugment ran on every image
-    # Random erasing (p=0.25) writes exact zeros over a rectangle of the normalised image.
+    images, _ = modern_trainer.to_device(images, labels, train=True)
+    # Random erasing (p=0.25), on the device, writes exact zeros over a rectangle of the normalised image.
     erased = [(image == 0).all(dim=0).sum() >= 4 for image in images]
     assert 0 < sum(erased) < len(images)
 
 
 def test_modern_recipe_mixes_batches_and_targets(modern_trainer):
-    images, labels, _ = next(iter(modern_trainer.train_loader))
+    images, labels = modern_trainer.to_device(*next(iter(modern_trainer.train_loader))[:2], train=True)
     mixed_kinds = set()
     for seed in range(20):
         torch.manual_seed(seed)

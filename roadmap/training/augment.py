@@ -9,6 +9,7 @@
 
 from collections.abc import Callable
 
+import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
@@ -58,3 +59,26 @@ def randaugment(recipe_cfg, data_cfg) -> Callable:
     if recipe_cfg.randaugment_policy == "torchvision":
         return v2.RandAugment(num_ops=2, magnitude=magnitude, interpolation=v2.InterpolationMode(recipe_cfg.interpolation))
     return timm_randaugment(magnitude, timm_hparams(data_cfg.image_size, data_cfg.mean, recipe_cfg.interpolation))
+
+
+class OnDevice:
+    """The last steps of the per-image transforms, run a batch at a time where the model runs: uint8 images to float
+    in [0, 1], normalised by the data's mean and std, and in training each image erased with probability
+    `erasing` (`v2.RandomErasing`'s rectangle, drawn for each image in turn as the per-image transform draws it).
+    Loader workers then decode and augment only, and hand on a quarter of the bytes."""
+
+    def __init__(self, mean, std, erasing: float):
+        self.mean, self.std = list(mean), list(std)
+        self.eraser = v2.RandomErasing(p=erasing) if erasing > 0 else None
+
+    def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        images = v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), self.mean,
+                                         self.std)
+        if train and self.eraser is not None:
+            for image in images:
+                if torch.rand(1) < self.eraser.p:
+                    box = self.eraser.make_params([image])
+                    if box["v"] is not None:
+                        image[..., box["i"]:box["i"] + box["h"], box["j"]:box["j"] + box["w"]] = \
+                            box["v"].to(image.device)
+        return images

@@ -77,11 +77,7 @@ def train_transform(data_cfg, budget_cfg, recipe_cfg) -> v2.Compose:
     ]
     if recipe_cfg.randaugment:
         steps.append(randaugment(recipe_cfg, data_cfg))
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-              v2.Normalize(list(data_cfg.mean), list(data_cfg.std))]
-    if recipe_cfg.random_erasing > 0:
-        steps.append(v2.RandomErasing(p=recipe_cfg.random_erasing))
-    return v2.Compose(steps)
+    return v2.Compose([*steps, v2.ToImage()])  # uint8: the rest runs on the device (roadmap.training.augment.OnDevice)
 
 
 def eval_transform(data_cfg, recipe_cfg) -> v2.Compose:
@@ -91,8 +87,6 @@ def eval_transform(data_cfg, recipe_cfg) -> v2.Compose:
         v2.Resize(round(size / data_cfg.eval_crop_ratio), interpolation=v2.InterpolationMode(recipe_cfg.interpolation),
                   antialias=True),
         v2.CenterCrop(size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(data_cfg.mean), list(data_cfg.std)),
     ])
 
 
@@ -202,8 +196,9 @@ SOURCES = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar, "cifar100": _cifa
 
 
 def build_splits(data_cfg, budget_cfg, recipe_cfg) -> Splits:
-    """Train, val and test datasets of (normalised CHW float tensor, class index); DataError if the data is
-    unreadable or the train set cannot hold the val slice."""
+    """Train, val and test datasets of (CHW uint8 image tensor, class index), augmented but for what
+    `roadmap.training.augment.OnDevice` does a batch at a time; DataError if the data is unreadable or the train set
+    cannot hold the val slice."""
     official_train, official_test = SOURCES[data_cfg.name](data_cfg)
     order = torch.randperm(len(official_train), generator=torch.Generator().manual_seed(0)).tolist()
     if data_cfg.val_size >= len(order):

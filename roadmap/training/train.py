@@ -31,6 +31,7 @@ from roadmap.records import checkpoint, tracking
 from roadmap.records.fingerprint import trained_config
 from roadmap.records.record import RunRecord, learning_warning
 from roadmap.training import distributed, recipe
+from roadmap.training.augment import OnDevice
 from roadmap.training.data import (InMemoryBatches, Timed, build_splits, check_batch_fits, in_memory_obstacle,
                                    stacked, without_flip)
 
@@ -125,6 +126,7 @@ class Trainer:
             raise ConfigError(f"budget.batch={cfg.budget.batch}: must be a multiple of the {self.world_size} processes")
         check_batch_fits(splits, cfg.data, cfg.budget)  # then every epoch has at least one iteration
         self.loader_generator = torch.Generator()
+        self.on_device = OnDevice(cfg.data.mean, cfg.data.std, cfg.recipe.random_erasing)
         self.in_memory = uses_memory(rt.loader, cfg)
         self.workers = 0 if self.in_memory else loader_workers(rt.workers)
         self.accumulation = micro_batches_per_iteration(cfg.budget.batch, rt.batch_per_device, self.world_size)
@@ -183,10 +185,11 @@ class Trainer:
         """The run's mixed-precision context (`runtime.amp`); a no-op when amp is off."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def to_device(self, images: torch.Tensor, labels: torch.Tensor):
-        """A batch on the run's device, the images in the model's memory format (channels_last or not)."""
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor, train: bool = False):
+        """A batch of uint8 images on the run's device, in the model's memory format (channels_last or not), through
+        the end of the transforms there (`OnDevice`; random erasing in `train`ing)."""
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return images, labels.to(self.device, non_blocking=True)
+        return self.on_device(images, train), labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
         return {
@@ -232,7 +235,7 @@ class Trainer:
             images, labels, seconds = next(batches)
             waited += time.perf_counter() - before
             load_seconds += seconds.sum().item()  # a CPU tensor: no device sync
-            images, labels = self.to_device(images, labels)
+            images, labels = self.to_device(images, labels, train=True)
             if self.mixer is not None:
                 images, labels = self.mixer(images, labels)
             ends_iteration = (i + 1) % self.accumulation == 0

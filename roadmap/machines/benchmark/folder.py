@@ -4,11 +4,13 @@ On a folder of photo-like JPEGs of ImageNet's sizes (`pipeline.write_jpeg_folder
 data root), each recipe's training and evaluation pipeline at `--folder-size` px, measured in two stages:
 
 - **transform, 1 thread**: `dataset[i]` over every image in this process at one torch thread, as a loader worker
-  runs: decode and the per-image transform; images per CPU second of this process, so that what else the machine
-  runs does not count (what one core gives).
+  runs: decode and the per-image transform to a uint8 tensor (ours `roadmap.training.data`'s, timm's
+  `create_transform` as its prefetcher takes it); images per CPU second of this process, so that what else the
+  machine runs does not count (what one core gives).
 - **loader, W workers**: the DataLoader a run builds, from start (workers started) to the last batch on the device:
-  ours the one `roadmap.training.train.Trainer` builds, each batch through `Trainer.to_device` as training takes it;
-  timm's `timm.data.create_loader` with its prefetcher (uint8 batches, then on the device: float, normalise, erase).
+  ours the one `roadmap.training.train.Trainer` builds, each batch through `Trainer.to_device` as training takes it
+  (to the device, then float, normalise and erase there); timm's `timm.data.create_loader` with its prefetcher
+  (the same steps on the device).
   Images per second of wall time, and per core: / W (the training process's own share is not counted as a core).
 
 timm's pipeline takes the recipe's settings: crop scale, flip, interpolation, RandAugment (the paper's policy),
@@ -53,12 +55,12 @@ def includes(recipe_cfg, split: str, stage: str) -> dict[str, str]:
     else:
         work, erase = ["decode", "resize", "centre crop"], []
     if stage == TRANSFORM:
-        both = ", ".join(work + ["to float tensor", "normalise"] + erase)
+        both = ", ".join(work + ["to uint8 tensor"])
         return {"ours": both, "timm": both}
-    return {"ours": ", ".join(work + ["to float tensor", "normalise"] + erase + ["collate", "to the trainer",
-                                                                              "to the device (channels_last)"]),
-            "timm": ", ".join(work + ["to uint8 tensor", "collate", "to the trainer", "to the device", "float",
-                                      "normalise"] + erase)}
+    after = ["float", "normalise"] + erase
+    return {"ours": ", ".join(work + ["to uint8 tensor", "collate", "to the trainer", "to the device (channels_last)",
+                                      *after]),
+            "timm": ", ".join(work + ["to uint8 tensor", "collate", "to the trainer", "to the device", *after])}
 
 
 def cached_folder(images: int, cache: Path) -> tuple[Path, dict]:
@@ -114,7 +116,7 @@ def timm_dataset(root: Path, cfg, split: str, transform: bool):
     tf = None
     if transform:
         tf = _posterize_fixed(create_transform(cfg.data.image_size, is_training=split == "train",
-                                               **timm_arguments(cfg, split)))
+                                               use_prefetcher=True, **timm_arguments(cfg, split)))
     return ImageDataset(str(folder), transform=tf)
 
 
@@ -170,7 +172,8 @@ class Case:
         cfg = self.cfg
         trainer = Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), roadmap.build_model(cfg.model))
         loader = trainer.train_loader if self.split == "train" else trainer.test_loader
-        return loader_imgs_per_s(loader, lambda batch: trainer.to_device(*batch[:2])[0], self.device)
+        train = self.split == "train"
+        return loader_imgs_per_s(loader, lambda batch: trainer.to_device(*batch[:2], train=train)[0], self.device)
 
 
 @dataclass(frozen=True)

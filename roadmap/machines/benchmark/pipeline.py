@@ -65,7 +65,7 @@ def loader_speed(settings: Settings) -> LoaderSpeed:
         loss.backward()
         trainer.optimizer.step()
 
-    images, labels = trainer.to_device(*next(iter(loader))[:2])  # the loader's items end with their load time
+    images, labels = trainer.to_device(*next(iter(loader))[:2], train=True)  # items end with their load time
     steps = min(settings.data_steps, len(loader) - 1)
 
     def in_memory() -> float:
@@ -79,11 +79,11 @@ def loader_speed(settings: Settings) -> LoaderSpeed:
 
     def fed() -> float:
         it = iter(loader)
-        step(*trainer.to_device(*next(it)[:2]))  # warm, and the workers started
+        step(*trainer.to_device(*next(it)[:2], train=True))  # warm, and the workers started
         sync(settings.device)
         start = time.perf_counter()
         for _ in range(steps):
-            step(*trainer.to_device(*next(it)[:2]))
+            step(*trainer.to_device(*next(it)[:2], train=True))
         sync(settings.device)
         return steps * batch / (time.perf_counter() - start)
 
