@@ -17,7 +17,7 @@ from roadmap.network.flops import count_cost
 from roadmap.network.model import Block, GlobalResponseNorm, LayerNorm2d
 from roadmap.network.weights import load_timm_weights
 
-# The paper's GFLOPs (Table 10 / Figure 2) with the two misprints corrected as ROADMAP_SPEC.md explains.
+# The paper's GFLOPs (Table 10 / Figure 2), its two misprints corrected as analysis/paper_roadmap.csv notes them.
 PAPER_GFLOPS = {
     "resnet": 4.09, "modern_recipe": 4.09, "stage_ratio": 4.53, "patchify": 4.42, "depthwise": 2.35, "width": 5.27,
     "inverted": 4.64, "move_up": 4.07, "kernel5": 4.10, "kernel7": 4.15, "kernel9": 4.21, "kernel11": 4.29,
