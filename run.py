@@ -30,6 +30,7 @@ from roadmap.config import (ConfigError, compose_with_hydra, expand_home, parse_
                             validate)
 from roadmap.records.fingerprint import trained_config  # noqa: E402
 from roadmap.records.record import RecordMismatch, RunRecord  # noqa: E402
+from roadmap.records.search import check_search, objective_values  # noqa: E402
 from roadmap.training import distributed, train  # noqa: E402
 from roadmap.training.data import build_splits, check_batch_fits  # noqa: E402
 
@@ -75,6 +76,8 @@ def check_job(overrides: list[str], checked_data: set[str], multirun: bool, sour
     cfg = validate(OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"]))
     train.resolve_device(cfg.runtime.device)
     RunRecord(run_dir).check_config(trained_config(cfg))
+    if multirun and cfg.search is not None:
+        check_search(composed, overrides, sources["config_dir"])
     data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
     if data not in checked_data:
         check_batch_fits(build_splits(cfg.data, cfg.budget, cfg.recipe), cfg.data, cfg.budget)
@@ -160,7 +163,7 @@ def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> list[float] | None:
     hydra_cfg = HydraConfig.get()
     distributed.init()
     try:
@@ -170,6 +173,9 @@ def main(cfg: DictConfig) -> None:
     # A sweep goes on past a failed job (its record says why); a single run exits with its status.
     if hydra_cfg.mode == RunMode.RUN and result["status"] != "completed":
         sys.exit(EXIT_CODES[result["status"]])
+    if cfg.get("search") is not None:  # a search's trial (+search=...): its objectives, from the record
+        return objective_values(result, list(cfg.search.objectives))
+    return None
 
 
 if __name__ == "__main__":

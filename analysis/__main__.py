@@ -4,9 +4,10 @@
 
 Writes results.csv (one row per run), roadmap.csv/.md and roadmap.png, calibration.json/.md (agreement with the
 paper), accuracy_vs_gflops.png and curves.png (when the runs' metrics.csv files are there), plus
-ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in), and lr.csv/.md when a
-step ran at several learning rates. With several families of runs (roadmap, data, settings) each figure and
-calibration file is written once per family, its name suffixed with the family.
+ablations.csv/.md/.png when some runs change a step's design (leave-one-out, add-one-in), lr.csv/.md when a
+step ran at several learning rates, and search.csv/.md and search_pareto.png for a design search's runs (`+search=`:
+its trials, Pareto front and gap to the path, analysis/search.py). With several families of runs (roadmap, data,
+settings) each figure and calibration file is written once per family, its name suffixed with the family.
 
 Steps of one's own (`step/*.yaml` of a folder on Hydra's search path) are read from the folders the runs searched,
 as their `.hydra/hydra.yaml` records them, and from `--config-dir`: each is compared with its parent and listed
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import aggregate, calibration, plots
+from analysis import aggregate, calibration, plots, search
 from roadmap.errors import ConfigError
 from roadmap.network.steps import Step
 
@@ -47,6 +48,8 @@ def write_outputs(runs: pd.DataFrame, out: Path, steps: tuple[Step, ...] | None 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.csv"]
     runs.to_csv(written[-1], index=False)
+    written += search.write_search(runs, out)
+    runs = runs[~search.searched(runs)]  # a search's trials are no ablations of a step
 
     table = aggregate.roadmap_table(runs, steps)
     if not table.empty:

@@ -46,3 +46,26 @@ def pearson(ours: pd.Series, theirs: pd.Series) -> float:
     if len(both) < 3 or both.iloc[:, 0].nunique() < 2 or both.iloc[:, 1].nunique() < 2:
         return math.nan
     return float(stats.pearsonr(both.iloc[:, 0], both.iloc[:, 1]).statistic)
+
+
+def welch_half_width(a, b) -> float:
+    """Half width of the two-sided Welch confidence interval of mean(a) - mean(b), unpaired samples of unequal
+    variance; NaN where either has fewer than 2 values."""
+    a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return 0.0
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, dof) * math.sqrt(va + vb))
+
+
+def one_run_gap_half_width(others) -> float:
+    """Half width of the 95% interval of (one run) - mean(others), taking the one run's seed spread to be that of
+    `others` (std s over their n seeds): t(n - 1) s sqrt(1 + 1/n); NaN for fewer than 2 others."""
+    others = pd.Series(others, dtype=float).dropna()
+    n = len(others)
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * others.std(ddof=1) * math.sqrt(1 + 1 / n))

@@ -36,7 +36,7 @@ def sweep_commands(study: Study, study_dir: Path, seeds: int, roadmap_name: str,
     config_dir_flag = ["--config-dir", str(config_dir)] if config_dir is not None else []
     commands = []
     for sweep in study.sweeps(roadmap_name, steps if steps is not None else load_steps()):
-        own = [f"roadmap={roadmap_name}", *study.settings, *sweep.overrides, "seed=" + ",".join(map(str, range(seeds)))]
+        own = [f"roadmap={roadmap_name}", *study.settings, *sweep.overrides, study.seeds_override(seeds)]
         commands.append([sys.executable, str(RUN_PY), "-m", *config_dir_flag,
                          *(o for o in own if override_key(o) not in replaced), *overrides,
                          f"hydra.sweep.dir={study_dir / sweep.name}"])

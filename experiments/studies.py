@@ -38,6 +38,8 @@ class Study:
     settings: tuple[str, ...]  # overrides shared by every run of the study, how to launch them included
     default_seeds: int
     sweeps: Callable[[str, tuple[Step, ...]], list[Sweep]]  # (roadmap name, the steps, one's own too) -> sweeps
+    # The override that runs each design with `seeds` seeds: a sweep of `seed`, or a search's `search.seeds`.
+    seeds_override: Callable[[int], str] = lambda seeds: "seed=" + ",".join(map(str, range(seeds)))
 
 
 def roadmap_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
@@ -78,6 +80,19 @@ def length_sweeps(settings: tuple[str, ...]) -> Callable[[str, tuple[Step, ...]]
     return sweeps
 
 
+# A design search (conf/search/roadmap_pareto.yaml: test top-1 up, GFLOPs down, NSGA-II) on `budget=fmnist_eighth`,
+# the proxy's networks and data at 10 epochs, half of fmnist_eighth_20ep's: its runs took 100 s on average (2 at
+# once on an idle 2-core CPU, roadmap_fmnist_eighth); on the CPU shared with another study, trials went by pairs
+# every 6.7 min (the slower of two runs), so 12 trials take about 40 min. The roadmap at the same budget, 3 seeds,
+# is the committed roadmap_fmnist_eighth.
+SEARCH_SETTINGS = ("data=fashion_mnist", "budget=fmnist_eighth", "hydra/launcher=joblib", "+search=roadmap_pareto",
+                   "hydra.sweeper.n_trials=12")
+
+
+def search_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    return [Sweep("", ())]
+
+
 STUDIES = {study.name: study for study in [
     Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32 at an eighth of the paper's widths on "
           "20k images for 20 epochs, the embedded proxy, 3 seeds (2-core CPU: see docs/proxy.md for the measured "
@@ -102,10 +117,14 @@ STUDIES = {study.name: study for study in [
     Study("length_fmnist_narrow", "where learning ends on budget=fmnist_narrow: ResNet-50, depthwise, width and "
           "ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist_narrow", NARROW_SETTINGS, 2,
           length_sweeps(NARROW_SETTINGS)),
-    Study("roadmap_imagenet", "every step of the roadmap in the paper's setting: ImageNet-1K at 224, 300 epochs, "
-          "3 seeds (a GPU cluster; give data.root=... and a launcher)", ("data=imagefolder",), 3, roadmap_sweeps),
+    Study("roadmap_imagenet", "every step of the roadmap in the paper's setting: ImageNet-1K at 224, each recipe's "
+          "epochs (90 original, 300 modern), 3 seeds (a GPU cluster; give data.root=... and a launcher)",
+          ("data=imagefolder",), 3, roadmap_sweeps),
     Study("leave_one_out", "the roadmap's last network (ConvNeXt-T) with each design change undone alone, on the "
           "Fashion-MNIST proxy", FMNIST_SETTINGS, 1, leave_one_out_sweeps),
     Study("add_one_in", "the roadmap's first network (ResNet-50) with each design change applied alone, on the "
           "Fashion-MNIST proxy", FMNIST_SETTINGS, 1, add_one_in_sweeps),
+    Study("search_fmnist", "a search of the roadmap's design switches for test top-1 against GFLOPs (Optuna, "
+          "NSGA-II, 12 trials, 1 seed each) on budget=fmnist_eighth; compare with roadmap_fmnist_eighth",
+          SEARCH_SETTINGS, 1, search_sweeps, lambda seeds: f"search.seeds={seeds}"),
 ]}

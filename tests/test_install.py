@@ -29,7 +29,7 @@ print(roadmap.__file__, roadmap.network.steps.CONF_DIR, cfg.model.act, roadmap.S
 def test_installed_package_composes_a_step_from_another_folder(tmp_path):
     # Built from a copy: a build writes build/ and *.egg-info/ into the tree it builds.
     source, site, elsewhere = tmp_path / "source", tmp_path / "site", tmp_path / "elsewhere"
-    for name in ("roadmap", "conf", "analysis", "experiments"):
+    for name in ("roadmap", "conf", "analysis", "experiments", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)

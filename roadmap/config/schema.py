@@ -183,6 +183,14 @@ class Logger:  # conf/logger/: each tracker chosen is a key
 
 
 @dataclass
+class Search:  # conf/search/: a search of the design space (hydra/sweeper=optuna, roadmap.records.search)
+    seeds: int = setting(POSITIVE_INT)  # runs per trial, seeds seed..seed+seeds-1; the objective is their mean
+    # record field (result.json) -> maximize | minimize, in the order of the study's objectives
+    objectives: dict[str, str] = setting(Check(lambda v: len(v) > 0 and set(v.values()) <= {"maximize", "minimize"},
+                                               "a non-empty mapping of result.json fields to maximize or minimize"))
+
+
+@dataclass
 class Config:
     step: str = MISSING
     seed: int = setting(Check(lambda v: v >= 0, "an integer >= 0"))
@@ -193,3 +201,4 @@ class Config:
     recipe: Recipe = MISSING
     runtime: Runtime = MISSING
     logger: Logger = field(default_factory=lambda: Logger())
+    search: Search | None = None  # how a search runs its trials, not what each trains
