@@ -19,6 +19,7 @@ RandAugment's posterize is made to work under Pillow 13 as ours (`roadmap.traini
 measured in turn, in alternating rounds, the first discarded; medians.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -173,7 +174,10 @@ class Case:
         trainer = Trainer(cfg, build_splits(cfg.data, cfg.budget, cfg.recipe), roadmap.build_model(cfg.model))
         loader = trainer.train_loader if self.split == "train" else trainer.test_loader
         train = self.split == "train"
-        return loader_imgs_per_s(loader, lambda batch: trainer.to_device(*batch[:2], train=train)[0], self.device)
+        rate = loader_imgs_per_s(loader, lambda batch: trainer.to_device(*batch[:2], train=train)[0], self.device)
+        del trainer, loader  # its persistent workers stop here, not in the next loader's forked workers
+        gc.collect()
+        return rate
 
 
 @dataclass(frozen=True)
