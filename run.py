@@ -30,7 +30,6 @@ from roadmap.config import (ConfigError, compose_with_hydra, expand_home, parse_
                             validate)
 from roadmap.records.fingerprint import trained_config  # noqa: E402
 from roadmap.records.record import RecordMismatch, RunRecord  # noqa: E402
-from roadmap.records.search import check_search, objective_values  # noqa: E402
 from roadmap.training import distributed, train  # noqa: E402
 from roadmap.training.data import build_splits, check_batch_fits  # noqa: E402
 
@@ -77,6 +76,8 @@ def check_job(overrides: list[str], checked_data: set[str], multirun: bool, sour
     train.resolve_device(cfg.runtime.device)
     RunRecord(run_dir).check_config(trained_config(cfg))
     if multirun and cfg.search is not None:
+        from roadmap.records.search import check_search  # optuna: imported by searches only
+
         check_search(composed, overrides, sources["config_dir"])
     data = OmegaConf.to_yaml(cfg.data, resolve=True) + OmegaConf.to_yaml(cfg.budget, resolve=True)
     if data not in checked_data:
@@ -174,6 +175,8 @@ def main(cfg: DictConfig) -> list[float] | None:
     if hydra_cfg.mode == RunMode.RUN and result["status"] != "completed":
         sys.exit(EXIT_CODES[result["status"]])
     if cfg.get("search") is not None:  # a search's trial (+search=...): its objectives, from the record
+        from roadmap.records.search import objective_values
+
         return objective_values(result, list(cfg.search.objectives))
     return None
 
