@@ -121,9 +121,9 @@ STUDIES = {study.name: study for study in [
           "epochs (90 original, 300 modern), 3 seeds (a GPU cluster; give data.root=... and a launcher)",
           ("data=imagefolder",), 3, roadmap_sweeps),
     Study("leave_one_out", "the roadmap's last network (ConvNeXt-T) with each design change undone alone, on the "
-          "Fashion-MNIST proxy", FMNIST_SETTINGS, 1, leave_one_out_sweeps),
+          "Fashion-MNIST proxy (budget=fmnist_eighth_20ep), 3 seeds", FMNIST_SETTINGS, 3, leave_one_out_sweeps),
     Study("add_one_in", "the roadmap's first network (ResNet-50) with each design change applied alone, on the "
-          "Fashion-MNIST proxy", FMNIST_SETTINGS, 1, add_one_in_sweeps),
+          "Fashion-MNIST proxy (budget=fmnist_eighth_20ep), 3 seeds", FMNIST_SETTINGS, 3, add_one_in_sweeps),
     Study("search_fmnist", "a search of the roadmap's design switches for test top-1 against GFLOPs (Optuna, "
           "NSGA-II, 12 trials, 1 seed each) on budget=fmnist_eighth; compare with roadmap_fmnist_eighth",
           SEARCH_SETTINGS, 1, search_sweeps, lambda seeds: f"search.seeds={seeds}"),
