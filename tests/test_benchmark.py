@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from roadmap.machines.benchmark import folder, models, pipeline, report, timing
+from roadmap.machines.benchmark import folder, formats, models, pipeline, report, timing
 from roadmap.machines.benchmark.__main__ import main
 from roadmap.machines.benchmark.settings import parse_settings
+from roadmap.training import shards
 from tests.conftest import TINY_MODEL
 
 SHARED_FIELDS = ["step", "roadmap", "device", "dtype", "batch", "input_size", "channels_last", "compile",
@@ -167,6 +168,21 @@ def test_image_folder_mode_times_ours_and_timms_pipelines_and_the_cores_to_feed(
     assert len(files) == 16  # as many for evaluation as for training
     monkeypatch.setattr(folder, "write_jpeg_folder", None)  # the folder is cached, not written again
     assert len(main([*argv[:-2]])) == len(rows) - 1
+
+
+def test_formats_mode_times_our_loader_on_the_same_jpegs_as_files_shards_and_a_hub_copy(tmp_path, capsys):
+    settings = parse_settings(["--no-models", "--data-pipeline", "--image-folder", "--formats", "--folder-images", "8",
+                               "--folder-batch", "4", "--folder-size", "32", "--folder-workers", "1",
+                               "--folder-rounds", "1", "--folder-cache", str(tmp_path)])
+    rows = formats.format_speed(settings)
+    assert [(r["format"], r["split"], r["workers"]) for r in rows] == [
+        (form, split, 1) for split in ("train", "eval") for form in ("imagefolder", "webdataset", "huggingface")]
+    assert all(r["imgs_per_s"] > 0 for r in rows)
+    assert [r["vs_imagefolder"] for r in rows if r["format"] == "imagefolder"] == [1.0, 1.0]
+    copies = formats.cached_copies(tmp_path / "benchmark_jpegs_8")
+    assert shards.read_index(Path(copies["webdataset"][1].split("=")[1]))["splits"]["test"][0][1] == 8
+    formats.print_formats(rows, settings)
+    assert "| webdataset | train | loader, 1 worker |" in capsys.readouterr().out
 
 
 def test_timms_pipeline_takes_the_recipes_settings():

@@ -20,7 +20,7 @@ from roadmap.network.steps import CONF_DIR
     (["nope=1"], "nope: unknown setting; the settings are those of roadmap/config/schema.py"),
     (["recipe.optimizer=lamb"], "recipe.optimizer='lamb': must be one of sgd, adamw"),
     (["model.kernal_size=3"], "model.kernal_size: unknown switch (did you mean model.kernel_size?)"),
-    (["data=nope"], "data=nope: no such config; choose one of cifar10, cifar100, fashion_mnist, imagefolder"),
+    (["data=nope"], "data=nope: no such config; choose one of cifar10, cifar100, fashion_mnist, huggingface, imagefolder, webdataset"),
     (["data.root={tmp}/empty", "data.packaged_dir={tmp}/none", "data.download=false"],
      "install the Debian package dataset-fashion-mnist"),
     (["-m", "budget.batch=16,1000"], "job 2 of 2 (budget.batch=1000): budget.batch=1000: must be at most the 500"),

@@ -85,7 +85,22 @@ class FashionMNIST(Cifar):
     packaged_dir: str = MISSING
 
 
-DATA = {"fashion_mnist": FashionMNIST, "cifar10": Cifar, "cifar100": Cifar, "imagefolder": Data}
+@dataclass
+class Shards(Data):
+    shuffle_buffer: int = setting(Check(lambda v: v >= 0, "an integer >= 0 (0 or 1: no shuffle buffer)"))
+
+
+@dataclass
+class HubCopy(Data):
+    train_split: str = MISSING
+    test_split: str = MISSING
+    image_column: str = MISSING
+    label_column: str = MISSING
+    cache_dir: str | None = None
+
+
+DATA = {"fashion_mnist": FashionMNIST, "cifar10": Cifar, "cifar100": Cifar, "imagefolder": Data,
+        "webdataset": Shards, "huggingface": HubCopy}
 
 
 @dataclass

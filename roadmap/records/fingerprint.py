@@ -2,7 +2,7 @@
 
 The trained config is the resolved config less what does not change the network, its data or how it learns:
 `runtime.*`, the logger, a search's settings (`search.*`), and where the data lies (`data.root`, `data.download`,
-`data.packaged_dir`). Model switches at `RoadmapNet`'s defaults are left out too, so that a switch added later with a
+`data.packaged_dir`, `data.cache_dir`). Model switches at `RoadmapNet`'s defaults are left out too, so that a switch added later with a
 default that builds the same network leaves earlier records valid; a switch away from its default is always in.
 Likewise `recipe.randaugment_policy` is in only where the paper's RandAugment is trained.
 """
@@ -16,7 +16,7 @@ from roadmap.config import flatten
 from roadmap.network.model import RoadmapNet
 
 NOT_TRAINED = ("runtime", "logger", "search")
-DATA_LOCATION = ("root", "download", "packaged_dir")
+DATA_LOCATION = ("root", "download", "packaged_dir", "cache_dir")
 
 
 def trained_config(cfg: DictConfig) -> dict:

@@ -6,6 +6,7 @@
 """
 
 import gzip
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from torchvision.transforms import v2
 
 from roadmap.errors import ConfigError
 from roadmap.files import write_atomically
+from roadmap.training import shards
 from roadmap.training.augment import randaugment
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -178,10 +180,43 @@ def _image_folder(data_cfg) -> tuple[Dataset, Dataset]:
     return train, test
 
 
+def _require(package: str, data_cfg) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise DataError(f"data={data_cfg.name} reads with the {package} package, which is not installed: "
+                        "pip install 'convnext-roadmap[formats]' (or pip install -e '.[formats]' in a clone)")
+
+
+def _hub_copy(data_cfg) -> tuple[Dataset, Dataset]:
+    _require("datasets", data_cfg)
+    from roadmap.training import huggingface  # imports `datasets`, seconds long: only for data=huggingface
+
+    return huggingface.load_splits(data_cfg)
+
+
+def _shard_index(data_cfg) -> dict:
+    """The shards' index, checked against the data config; DataError (a ShardError) if they do not agree."""
+    _require("webdataset", data_cfg)
+    root = _root(data_cfg)
+    index = shards.read_index(root)
+    if len(index["classes"]) != data_cfg.num_classes:
+        raise DataError(f"data.num_classes={data_cfg.num_classes}: the shards in {root} hold "
+                        f"{len(index['classes'])} classes; set data.num_classes={len(index['classes'])}")
+    if index["val_size"] != data_cfg.val_size:
+        raise DataError(f"data.val_size={data_cfg.val_size}: the shards in {root} hold out {index['val_size']} "
+                        f"images; set data.val_size={index['val_size']} or write the shards with --val-size")
+    return index
+
+
 def check_available(data_cfg) -> None:
     """Raise DataError, before anything is loaded, when the data is neither on disk nor to be downloaded."""
     if data_cfg.name == "fashion_mnist":
         _find_fashion_mnist(data_cfg)
+        return
+    if data_cfg.name == "webdataset":
+        _shard_index(data_cfg)
+        return
+    if data_cfg.name == "huggingface":
+        _hub_copy(data_cfg)
         return
     root = _root(data_cfg)
     if data_cfg.name == "imagefolder":
@@ -192,13 +227,34 @@ def check_available(data_cfg) -> None:
                         "the folder holding it, or data.download=true")
 
 
-SOURCES = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar, "cifar100": _cifar, "imagefolder": _image_folder}
+SOURCES = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar, "cifar100": _cifar, "imagefolder": _image_folder,
+           "huggingface": _hub_copy}
+TEST_SOURCE = {"imagefolder": "the folder's val/ (ImageNet's validation set)",
+               "webdataset": "the test shards (the image folder's val/)"}
+
+
+def _shard_splits(data_cfg, budget_cfg, train_tf, eval_tf) -> Splits:
+    """The splits `python -m roadmap.training.shards` wrote, the val slice and the train subset taken there."""
+    root, index = _root(data_cfg), _shard_index(data_cfg)
+    train = shards.ShardSplit(root, index["splits"]["train"], train_tf, limit=budget_cfg.train_subset)
+    val = shards.ShardSplit(root, index["splits"]["heldout"], eval_tf)
+    test = shards.ShardSplit(root, index["splits"]["test"], eval_tf)
+    subset = f", first {len(train)}" if budget_cfg.train_subset is not None else ""
+    return Splits(train=train, val=val, test=test, description={
+        "train": {"images": len(train), "source": f"train shards: the folder's train/ minus the val slice{subset} "
+                                                  "(fixed permutation, seed 0)"},
+        "val": {"images": len(val), "source": "held-out shards: the slice of train/ (seed 0)"},
+        "test": {"images": len(test), "source": TEST_SOURCE["webdataset"]},
+    })
 
 
 def build_splits(data_cfg, budget_cfg, recipe_cfg) -> Splits:
     """Train, val and test datasets of (CHW uint8 image tensor, class index), augmented but for what
     `roadmap.training.augment.OnDevice` does a batch at a time; DataError if the data is unreadable or the train set
     cannot hold the val slice."""
+    train_tf, eval_tf = train_transform(data_cfg, budget_cfg, recipe_cfg), eval_transform(data_cfg, recipe_cfg)
+    if data_cfg.name == "webdataset":
+        return _shard_splits(data_cfg, budget_cfg, train_tf, eval_tf)
     official_train, official_test = SOURCES[data_cfg.name](data_cfg)
     order = torch.randperm(len(official_train), generator=torch.Generator().manual_seed(0)).tolist()
     if data_cfg.val_size >= len(order):
@@ -207,14 +263,12 @@ def build_splits(data_cfg, budget_cfg, recipe_cfg) -> Splits:
     val_indices, train_indices = order[:data_cfg.val_size], order[data_cfg.val_size:]
     if budget_cfg.train_subset is not None:
         train_indices = train_indices[:budget_cfg.train_subset]
-    train_tf, eval_tf = train_transform(data_cfg, budget_cfg, recipe_cfg), eval_transform(data_cfg, recipe_cfg)
     subset = f", first {len(train_indices)}" if budget_cfg.train_subset is not None else ""
     description = {
         "train": {"images": len(train_indices),
                   "source": f"official train minus the val slice{subset} (fixed permutation, seed 0)"},
         "val": {"images": len(val_indices), "source": "slice held out of the official train set (seed 0)"},
-        "test": {"images": len(official_test), "source": "official test set"
-                 if data_cfg.name != "imagefolder" else "the folder's val/ (ImageNet's validation set)"},
+        "test": {"images": len(official_test), "source": TEST_SOURCE.get(data_cfg.name, "official test set")},
     }
     return Splits(
         train=TransformedSubset(official_train, train_indices, train_tf),
@@ -298,6 +352,14 @@ class InMemoryBatches:
                 images = torch.where(flip[:, None, None, None], images.flip(-1), images)
             batch = images, self.labels[index]
             yield (*batch, torch.tensor([time.perf_counter() - began])) if self.timed else batch
+
+
+def unreadable_images(splits: Splits) -> int:
+    """How many times this process met an image it could not decode and stood another in for it, over every split
+    (data=webdataset and data=huggingface count them; the other sources stop at one)."""
+    counters = {id(c): c for c in (getattr(getattr(split, "dataset", split), "unreadable", None)
+                                   for split in (splits.train, splits.val, splits.test)) if c is not None}
+    return sum(counter.count for counter in counters.values())
 
 
 def check_batch_fits(splits: Splits, data_cfg, budget_cfg) -> None:

@@ -33,7 +33,8 @@ from roadmap.records.record import RunRecord, learning_warning
 from roadmap.training import distributed, recipe
 from roadmap.training.augment import OnDevice
 from roadmap.training.data import (InMemoryBatches, Timed, build_splits, check_batch_fits, in_memory_obstacle,
-                                   stacked, without_flip)
+                                   stacked, unreadable_images, without_flip)
+from roadmap.training.shards import ShardBatches, ShardSplit
 
 # Loader workers start the platform's usual way, not the way of the process this job runs in: a joblib (loky)
 # sweep worker's default start method cannot start them.
@@ -131,30 +132,42 @@ class Trainer:
         self.workers = 0 if self.in_memory else loader_workers(rt.workers)
         self.accumulation = micro_batches_per_iteration(cfg.budget.batch, rt.batch_per_device, self.world_size)
         micro_batch = cfg.budget.batch // self.world_size // self.accumulation
-        # Each process takes every world_size-th image of one permutation per epoch: whatever the number of
-        # processes, an iteration sees the same global batch. drop_last (here and in the loader): every iteration
-        # sees a full one, and MixUp/CutMix an even one.
-        self.sampler = DistributedSampler(splits.train, num_replicas=self.world_size, rank=self.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)
         eval_batch = rt.batch_per_device * 2
-        if self.in_memory:
-            self.train_loader = InMemoryBatches(*stacked(without_flip(splits.train)), micro_batch, self.sampler,
-                                                cfg.recipe.hflip, self.loader_generator, timed=True)
-            self.val_loader = InMemoryBatches(*stacked(self._shard(splits.val)), eval_batch)
-            self.test_loader = InMemoryBatches(*stacked(self._shard(splits.test)), eval_batch)
+        if isinstance(splits.train, ShardSplit):
+            # Each process and loader worker reads its own run of the epoch's shards (roadmap.training.shards).
+            self.sampler = splits.train.batches(micro_batch, self.rank, self.world_size, train=True, seed=cfg.seed,
+                                                shuffle_buffer=cfg.data.shuffle_buffer)
+            self.train_loader = self._shard_loader(self.sampler)
+            self.val_loader, self.test_loader = (
+                self._shard_loader(split.batches(eval_batch, self.rank, self.world_size, train=False))
+                for split in (splits.val, splits.test))
         else:
-            self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
-                                             persistent=not rt.deterministic)
-            self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
-            self.test_loader = self._loader(self._shard(splits.test), eval_batch)
+            # Each process takes every world_size-th image of one permutation per epoch: whatever the number of
+            # processes, an iteration sees the same global batch. drop_last (here and in the loader): every
+            # iteration sees a full one, and MixUp/CutMix an even one.
+            self.sampler = DistributedSampler(splits.train, num_replicas=self.world_size, rank=self.rank,
+                                              shuffle=True, seed=cfg.seed, drop_last=True)
+            self._build_loaders(splits, micro_batch, eval_batch)
         self.iterations_per_epoch = len(self.train_loader) // self.accumulation
-
         self.optimizer = recipe.build_optimizer(self.model, cfg.recipe, cfg.budget)
         self.scheduler = recipe.build_scheduler(self.optimizer, cfg.recipe, cfg.budget.epochs,
                                                 self.iterations_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = recipe.build_loss(cfg.recipe)
         self.mixer = recipe.build_mixer(cfg.recipe, cfg.data.num_classes)
+
+    def _build_loaders(self, splits, micro_batch: int, eval_batch: int) -> None:
+        """Loaders of map-style splits: held in memory where they can be (`uses_memory`), else a DataLoader each."""
+        if self.in_memory:
+            self.train_loader = InMemoryBatches(*stacked(without_flip(splits.train)), micro_batch, self.sampler,
+                                                self.cfg.recipe.hflip, self.loader_generator, timed=True)
+            self.val_loader = InMemoryBatches(*stacked(self._shard(splits.val)), eval_batch)
+            self.test_loader = InMemoryBatches(*stacked(self._shard(splits.test)), eval_batch)
+        else:
+            self.train_loader = self._loader(Timed(splits.train), micro_batch, sampler=self.sampler,
+                                             persistent=not self.cfg.runtime.deterministic)
+            self.val_loader = self._loader(self._shard(splits.val), eval_batch, persistent=True)
+            self.test_loader = self._loader(self._shard(splits.test), eval_batch)
 
     def _shard(self, dataset):
         """This process's share of an evaluation set: every image exactly once across processes, none padded."""
@@ -173,6 +186,14 @@ class Trainer:
         generator = self.loader_generator if training else self._eval_generator()
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=training, num_workers=workers,
                           pin_memory=self.device.type == "cuda", generator=generator, **extra)
+
+    def _shard_loader(self, batches: ShardBatches) -> DataLoader:
+        """Whole batches from the workers. Never persistent: a worker reads the epoch (`set_epoch`) it starts in."""
+        extra = {"prefetch_factor": max(2, 4 // self.workers),
+                 "multiprocessing_context": _WORKER_START_METHOD} if self.workers else {}
+        generator = self.loader_generator if batches.train else self._eval_generator()
+        return DataLoader(batches, batch_size=None, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          generator=generator, **extra)
 
     @staticmethod
     def _eval_generator() -> torch.Generator:
@@ -393,6 +414,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             fields |= {f"ema_test_{k}": v for k, v in ema_test.items()}
         fields["warning"] = learning_warning(state.metrics, test["acc1"], cfg.data.num_classes, len(splits.test))
 
+    unreadable = int(distributed.all_sum([unreadable_images(splits)])[0])
+    if unreadable:
+        fields["unreadable_images"] = unreadable  # each stood in for by another image, and named on stderr
     peak_mb, peak_kind = _peak_memory_mb(trainer.device)
     result |= fields | {"status": status} | state.summary() | {"peak_mem_mb": peak_mb, "peak_mem_kind": peak_kind}
     if loader_epochs:

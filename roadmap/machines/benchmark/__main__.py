@@ -2,7 +2,7 @@
 
 import torch
 
-from roadmap.machines.benchmark import folder, pipeline, report
+from roadmap.machines.benchmark import folder, formats, pipeline, report
 from roadmap.machines.benchmark.machine import load_average, matmul_peak_flops
 from roadmap.machines.benchmark.models import build_cases
 from roadmap.machines.benchmark.settings import Settings, parse_settings
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if settings.data_pipeline and settings.image_folder:
         speed = folder.folder_speed(settings, rows)
         folder.print_folder(speed, settings)
-        return rows + speed.rows + speed.feeds
+        by_format = formats.format_speed(settings) if settings.formats else []
+        if by_format:
+            formats.print_formats(by_format, settings)
+        return rows + speed.rows + speed.feeds + by_format
     if settings.data_pipeline:
         report.print_loader(pipeline.loader_speed(settings), settings)
     return rows

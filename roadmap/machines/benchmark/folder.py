@@ -79,10 +79,12 @@ def cached_folder(images: int, cache: Path) -> tuple[Path, dict]:
     return root, json.loads((root / "stats.json").read_text())
 
 
-def run_config(root: Path, name: str, settings: Settings, workers: int):
-    """The run whose pipeline is measured: `data=imagefolder` on the folder, recipe `name` as trained."""
+def run_config(root: Path, name: str, settings: Settings, workers: int, data: list[str] | None = None):
+    """The run whose pipeline is measured: `data` (default: `data=imagefolder` on the folder), recipe `name` as
+    trained."""
     batch = settings.folder_batch
-    cfg = roadmap.compose(["data=imagefolder", f"data.root={root}", "data.num_classes=2", "data.val_size=1",
+    data = data or ["data=imagefolder", f"data.root={root}"]
+    cfg = roadmap.compose([*data, "data.num_classes=2", "data.val_size=1",
                            f"data.image_size={settings.folder_size}", f"recipe={name}", f"budget.batch={batch}",
                            f"runtime.batch_per_device={batch}", f"runtime.workers={workers}",
                            f"runtime.device={settings.device.type}", "runtime.progress=false", *TINY_MODEL,
@@ -152,11 +154,11 @@ class Case:
     """One figure to measure: an implementation's pipeline of a recipe and split at a stage."""
 
     def __init__(self, root: Path, name: str, split: str, workers: int | None, implementation: str,
-                 settings: Settings):
+                 settings: Settings, data: list[str] | None = None):
         self.root, self.recipe, self.split, self.workers = root, name, split, workers
         self.implementation, self.device = implementation, settings.device
         self.stage = TRANSFORM if workers is None else f"loader, {workers} worker{'s' * (workers > 1)}"
-        self.cfg = run_config(root, name, settings, workers or 0)
+        self.cfg = run_config(root, name, settings, workers or 0, data)
         self.rates: list[float] = []
 
     def measure(self) -> float:
@@ -195,9 +197,14 @@ def worker_counts(settings: Settings) -> list[int]:
     return sorted({1, *(settings.folder_workers or (2, len(os.sched_getaffinity(0))))})
 
 
-def measure(settings: Settings) -> tuple[list[dict], dict]:
+def benchmark_folder(settings: Settings) -> tuple[Path, dict]:
+    """The cached JPEG folder of `--folder-images` (under `--folder-cache`, default the data root) and its sizes."""
     cache = Path(settings.folder_cache or os.path.expanduser(str(roadmap.compose([]).data.root)))
-    root, folder = cached_folder(settings.folder_images, cache)
+    return cached_folder(settings.folder_images, cache)
+
+
+def measure(settings: Settings) -> tuple[list[dict], dict]:
+    root, folder = benchmark_folder(settings)
     cases = [Case(root, name, split, workers, implementation, settings)
              for name in RECIPES for split in SPLITS for workers in [None, *worker_counts(settings)]
              for implementation in IMPLEMENTATIONS]

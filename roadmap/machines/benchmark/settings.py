@@ -44,6 +44,7 @@ class Settings:
     folder_batch: int
     folder_workers: tuple[int, ...]
     folder_cache: str | None
+    formats: bool
     train_imgs_per_s: tuple[float, ...]
     gpu_check: str | None
     no_models: bool
@@ -104,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
                    help="--image-folder's loader workers besides 1 (default: 2 and every core this process may use)")
     p.add_argument("--folder-cache", default=None,
                    help="where --image-folder's JPEGs are cached (default: the data root, data.root's default)")
+    p.add_argument("--formats", action="store_true",
+                   help="with --image-folder: also our loaders on the same JPEGs as WebDataset shards and as a local "
+                        "Hugging Face copy, against the folder's (modern recipe)")
     p.add_argument("--train-imgs-per-s", type=float, nargs="*", default=[], metavar="IMGS_PER_S",
                    help="with --image-folder: training speeds (e.g. a GPU's) to give the cores that feed them")
     p.add_argument("--gpu-check", default=None, metavar="FOLDER",
