@@ -101,6 +101,22 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
                           text=True, timeout=timeout)
 
 
+def interrupt_at_second_epoch(monkeypatch):
+    """Make `Trainer.train_one_epoch` raise KeyboardInterrupt at the second epoch, as a kill there would; returns
+    the function that puts the real one back."""
+    from roadmap.training import train
+
+    original = train.Trainer.train_one_epoch
+
+    def interrupted(self, epoch, *args, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, "train_one_epoch", interrupted)
+    return lambda: monkeypatch.setattr(train.Trainer, "train_one_epoch", original)
+
+
 @pytest.fixture
 def skip_cifar_checksums(monkeypatch):
     """torchvision checks CIFAR files against the md5 sums of the real ones; the tests' tiny files differ."""

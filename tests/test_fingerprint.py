@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import interrupt_at_second_epoch, run_cli
 
 from roadmap import build_model, compose
 from roadmap.records import checkpoint
@@ -45,14 +45,7 @@ def test_a_completed_run_is_not_reused_under_another_config(tiny_run, tmp_path):
 
 
 def test_an_interrupted_run_is_not_resumed_under_another_config(tiny_run, tmp_path, monkeypatch):
-    train_one_epoch = train.Trainer.train_one_epoch
-
-    def interrupted_in_epoch_two(self, epoch, *args, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return train_one_epoch(self, epoch, *args, **kwargs)
-
-    monkeypatch.setattr(train.Trainer, "train_one_epoch", interrupted_in_epoch_two)
+    interrupt_at_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_run, tmp_path)
     saved = (tmp_path / checkpoint.CHECKPOINT_NAME).read_bytes()

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_MODEL, run_cli, write_image_folder
+from conftest import REPO, TINY_MODEL, interrupt_at_second_epoch, run_cli, write_image_folder
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
@@ -180,17 +180,10 @@ def test_a_run_on_shards_learns_and_resumes_to_the_same_result(tmp_path, monkeyp
     whole = train.run(cfg, tmp_path / "whole", overrides)
     assert whole["status"] == "completed" and whole["splits"]["train"]["images"] == 100
     assert "unreadable_images" not in whole
-    train_one_epoch = train.Trainer.train_one_epoch
-
-    def interrupted_in_epoch_two(self, epoch, *args, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return train_one_epoch(self, epoch, *args, **kwargs)
-
-    monkeypatch.setattr(train.Trainer, "train_one_epoch", interrupted_in_epoch_two)
+    put_back = interrupt_at_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.run(cfg, tmp_path / "resumed", overrides)
-    monkeypatch.setattr(train.Trainer, "train_one_epoch", train_one_epoch)
+    put_back()
     resumed = train.run(cfg, tmp_path / "resumed", overrides)
     assert (resumed["test_acc1"], resumed["test_loss"]) == (whole["test_acc1"], whole["test_loss"])
 
