@@ -67,6 +67,22 @@ def split_overrides(overrides) -> tuple[str, str]:
     return " ".join(sorted(design)), " ".join(sorted(settings))
 
 
+def design_key(overrides) -> tuple:
+    """Overrides as sorted (key, value) pairs read by Hydra's grammar, so that `model.depthwise=false` as a study
+    writes it equals `model.depthwise=False` as a multirun records it; an override the grammar cannot read stays as
+    written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, pairs = OverridesParser.create(), []
+    for override in overrides:
+        try:
+            (parsed,) = parser.parse_overrides([override])
+            pairs.append((parsed.key_or_group, repr(parsed.value())))
+        except Exception:  # noqa: BLE001 - Hydra raises its own OverrideParseException and others
+            pairs.append((override, ""))
+    return tuple(sorted(pairs))
+
+
 def load_run(result_path: Path) -> dict:
     """One run as a flat row: every `result.json` field, then the flattened config it was trained under (the
     record wins on a shared key), then derived columns: run_dir, recipe, design, settings, config_source and
@@ -300,8 +316,8 @@ def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) ->
     generated = {}
     for roadmap_name in rows.roadmap.unique():
         for ablation in leave_one_out(roadmap_name) + add_one_in(roadmap_name):
-            generated[(roadmap_name, ablation.step, " ".join(sorted(ablation.overrides)))] = ablation
-    matches = [generated.get((r.roadmap, r.step, r.design)) for r in rows.itertuples()]
+            generated[(roadmap_name, ablation.step, design_key(ablation.overrides))] = ablation
+    matches = [generated.get((r.roadmap, r.step, design_key(r.design.split()))) for r in rows.itertuples()]
     rows["ablation"] = [a.name if a else design for a, design in zip(matches, rows.design)]
     rows["change"] = [a.change if a else "" for a in matches]
     rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))

@@ -309,3 +309,11 @@ def test_lr_files_are_written_for_an_lr_sweep_only(outputs, tmp_path):
     assert cli.main([str(tmp_path / "results.csv"), "--out", str(tmp_path / "out")]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "lr.csv"),
                                   aggregate.lr_table(lr_sweep_runs()), check_dtype=False)
+
+
+def test_a_generated_ablation_is_named_whichever_way_hydra_wrote_its_overrides():
+    # A study writes `model.depthwise=false`; Hydra's multirun records each job's overrides as `model.depthwise=False`.
+    assert aggregate.design_key(["model.depthwise=False"]) == aggregate.design_key(["model.depthwise=false"])
+    assert aggregate.design_key(["model.depthwise=False"]) != aggregate.design_key(["model.depthwise=true"])
+    assert aggregate.design_key(["model.widths=[64,128]", "model.act=relu"]) == aggregate.design_key(
+        ["model.act=relu", "model.widths=[64, 128]"])
