@@ -67,20 +67,26 @@ def split_overrides(overrides) -> tuple[str, str]:
     return " ".join(sorted(design)), " ".join(sorted(settings))
 
 
-def design_key(overrides) -> tuple:
-    """Overrides as sorted (key, value) pairs read by Hydra's grammar, so that `model.depthwise=false` as a study
-    writes it equals `model.depthwise=False` as a multirun records it; an override the grammar cannot read stays as
-    written."""
+def design_values(overrides) -> dict[str, object]:
+    """Overrides as {key: value} read by Hydra's grammar, so that `model.depthwise=false` as a study writes it
+    equals `model.depthwise=False` as a multirun records it; an override the grammar cannot read stays as written."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser, pairs = OverridesParser.create(), []
+    parser, values = OverridesParser.create(), {}
     for override in overrides:
         try:
             (parsed,) = parser.parse_overrides([override])
-            pairs.append((parsed.key_or_group, repr(parsed.value())))
+            values[parsed.key_or_group] = parsed.value()
         except Exception:  # noqa: BLE001 - Hydra raises its own OverrideParseException and others
-            pairs.append((override, ""))
-    return tuple(sorted(pairs))
+            values[override] = None
+    return values
+
+
+def same_design(generated: dict[str, object], recorded: dict[str, object]) -> bool:
+    """Whether a run's recorded overrides are a generated ablation's: the same keys and values, where a generated
+    interpolation (`${...}`) takes whatever value a multirun recorded for it, resolved."""
+    return generated.keys() == recorded.keys() and all(
+        value == recorded[key] or (isinstance(value, str) and "${" in value) for key, value in generated.items())
 
 
 def load_run(result_path: Path) -> dict:
@@ -313,11 +319,10 @@ def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) ->
         return pd.DataFrame()
     plain = summary[summary.design == ""].set_index([*FAMILY, "step"]).test_acc1_mean
     rows = summary[summary.design != ""].copy()
-    generated = {}
-    for roadmap_name in rows.roadmap.unique():
-        for ablation in leave_one_out(roadmap_name) + add_one_in(roadmap_name):
-            generated[(roadmap_name, ablation.step, design_key(ablation.overrides))] = ablation
-    matches = [generated.get((r.roadmap, r.step, design_key(r.design.split()))) for r in rows.itertuples()]
+    generated = [(roadmap_name, ablation, design_values(ablation.overrides)) for roadmap_name in rows.roadmap.unique()
+                 for ablation in leave_one_out(roadmap_name) + add_one_in(roadmap_name)]
+    matches = [next((a for name, a, values in generated if (name, a.step) == (r.roadmap, r.step)
+                     and same_design(values, design_values(r.design.split()))), None) for r in rows.itertuples()]
     rows["ablation"] = [a.name if a else design for a, design in zip(matches, rows.design)]
     rows["change"] = [a.change if a else "" for a in matches]
     rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))

@@ -272,7 +272,7 @@ def ablation_figure(rows: pd.DataFrame) -> Figure:
     ax.set_yticks(list(y), [f"{r.ablation} ({r.step})" for r in rows.itertuples()], fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.margins(x=0.15)
-    ax.set_xlabel("Δ top-1 (%) against the step without these overrides, paired by seed ± 95% CI "
+    ax.set_xlabel("Δ top-1 (%) against the step as is, paired by seed, ± 95% CI\n"
                   "(filled: resolved, CI excludes 0)")
     ax.grid(axis="x", alpha=0.3)
     _suptitle(fig, "Ablations", rows)

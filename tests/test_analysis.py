@@ -312,8 +312,14 @@ def test_lr_files_are_written_for_an_lr_sweep_only(outputs, tmp_path):
 
 
 def test_a_generated_ablation_is_named_whichever_way_hydra_wrote_its_overrides():
-    # A study writes `model.depthwise=false`; Hydra's multirun records each job's overrides as `model.depthwise=False`.
-    assert aggregate.design_key(["model.depthwise=False"]) == aggregate.design_key(["model.depthwise=false"])
-    assert aggregate.design_key(["model.depthwise=False"]) != aggregate.design_key(["model.depthwise=true"])
-    assert aggregate.design_key(["model.widths=[64,128]", "model.act=relu"]) == aggregate.design_key(
-        ["model.act=relu", "model.widths=[64, 128]"])
+    # A study writes `model.depthwise=false`; Hydra's multirun records each job's overrides as `model.depthwise=False`
+    # and an interpolation resolved (`model.layer_scale='1e-06'`).
+    def same(generated, recorded):
+        return aggregate.same_design(aggregate.design_values(generated), aggregate.design_values(recorded))
+
+    assert same(["model.depthwise=false"], ["model.depthwise=False"])
+    assert not same(["model.depthwise=false"], ["model.depthwise=True"])
+    assert same(["model.widths=[64,128]", "model.act=relu"], ["model.act=relu", "model.widths=[64, 128]"])
+    assert same(["model.init=resnet", "model.layer_scale='${budget.layer_scale.${recipe.optimizer}}'"],
+                ["model.layer_scale='1e-06'", "model.init=resnet"])
+    assert not same(["model.init=resnet", "model.layer_scale='${budget.x}'"], ["model.init=resnet"])
