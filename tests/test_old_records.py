@@ -5,6 +5,7 @@ checkpoint when its result is gone, to the same test top-1."""
 import json
 import shutil
 
+import pytest
 from conftest import REPO, run_cli
 
 from analysis import aggregate
@@ -40,7 +41,10 @@ def test_an_old_checkpoint_resumes_to_the_same_result(fashion_root, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "completed" and result["epochs"] == 2
     assert result["config_fingerprint"] == recorded["config_fingerprint"]
-    assert result["test_acc1"] == recorded["test_acc1"] and result["test_loss"] == recorded["test_loss"]
+    # The same weights tested again: the same top-1; the loss to float32's rounding, which another CPU's kernels
+    # may do differently from the CPU that wrote the record (1.9821436 there, 1.9821435 on an Intel Xeon).
+    assert result["test_acc1"] == recorded["test_acc1"]
+    assert result["test_loss"] == pytest.approx(recorded["test_loss"], rel=1e-6)
 
 
 def test_an_old_record_is_read_by_the_analysis(tmp_path):
