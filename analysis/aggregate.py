@@ -321,8 +321,12 @@ def ablation_table(runs: pd.DataFrame, steps: tuple[Step, ...] | None = None) ->
     rows = summary[summary.design != ""].copy()
     generated = [(roadmap_name, ablation, design_values(ablation.overrides)) for roadmap_name in rows.roadmap.unique()
                  for ablation in leave_one_out(roadmap_name) + add_one_in(roadmap_name)]
-    matches = [next((a for name, a, values in generated if (name, a.step) == (r.roadmap, r.step)
-                     and same_design(values, design_values(r.design.split()))), None) for r in rows.itertuples()]
+    def generated_ablation(row):
+        recorded = design_values(row.design.split())  # parsed once per row, not once per candidate
+        return next((a for name, a, values in generated
+                     if (name, a.step) == (row.roadmap, row.step) and same_design(values, recorded)), None)
+
+    matches = [generated_ablation(r) for r in rows.itertuples()]
     rows["ablation"] = [a.name if a else design for a, design in zip(matches, rows.design)]
     rows["change"] = [a.change if a else "" for a in matches]
     rows["base_test_acc1"] = [plain.get((r.roadmap, r.data, r.settings, r.step), float("nan"))

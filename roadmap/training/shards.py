@@ -15,6 +15,7 @@ import json
 import math
 import random
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -170,8 +171,6 @@ class ShardBatches(IterableDataset):
 
     def _samples(self, start: int, stop: int):
         """(shard name, key, image bytes, label) of the stream's images [start, stop), read shard by shard."""
-        import tarfile
-
         from webdataset.tariterators import group_by_keys, tar_file_expander
 
         offset = 0
