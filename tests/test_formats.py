@@ -255,3 +255,19 @@ def test_a_format_whose_package_is_missing_says_what_to_install(numbered, monkey
                         lambda name: None if name == "webdataset" else find_spec(name))
     with pytest.raises(ConfigError, match=r"data=webdataset reads with the webdataset package, .* pip install"):
         check_available(compose(["data=webdataset", f"data.root={out}", "data.num_classes=3", "data.val_size=20"]).data)
+
+
+def test_the_shuffle_buffer_reorders_a_workers_images_and_keeps_them(numbered):
+    _, out = numbered
+    split = shards.ShardSplit(out, shards.read_index(out)["splits"]["train"], NUMBERED)
+    plain, shuffled = (_numbers(split.batches(10, 0, 1, train=True, seed=0, shuffle_buffer=size)) for size in (0, 20))
+    assert plain != shuffled and sorted(plain) == sorted(shuffled)
+
+
+def test_a_run_records_how_many_images_it_could_not_decode(tmp_path):
+    folder = write_image_folder(tmp_path / "folder", num_classes=3, per_class=(40, 10), size=32)
+    next((folder / "train" / "class0").iterdir()).write_bytes(b"not an image")
+    shards.write_shards(folder, tmp_path / "shards", val_size=20, images_per_shard=25)
+    overrides = [*RUN, "budget.epochs=1", "data=webdataset", f"data.root={tmp_path / 'shards'}", "runtime.workers=0"]
+    result = train.run(compose(overrides), tmp_path / "run", overrides)
+    assert result["status"] == "completed" and result["unreadable_images"] == 1  # read once, in train or val
