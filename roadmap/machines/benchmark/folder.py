@@ -19,6 +19,8 @@ RandAugment's posterize is made to work under Pillow 13 as ours (`roadmap.traini
 measured in turn, in alternating rounds, the first discarded; medians.
 """
 
+import copy
+import functools
 import gc
 import json
 import os
@@ -82,8 +84,13 @@ def cached_folder(images: int, cache: Path) -> tuple[Path, dict]:
 def run_config(root: Path, name: str, settings: Settings, workers: int, data: list[str] | None = None):
     """The run whose pipeline is measured: `data` (default: `data=imagefolder` on the folder), recipe `name` as
     trained."""
+    return copy.deepcopy(_run_config(root, name, settings, workers,
+                                     tuple(data or ["data=imagefolder", f"data.root={root}"])))
+
+
+@functools.lru_cache(maxsize=None)  # a benchmark measures each config at several stages and for both implementations
+def _run_config(root: Path, name: str, settings: Settings, workers: int, data: tuple[str, ...]):
     batch = settings.folder_batch
-    data = data or ["data=imagefolder", f"data.root={root}"]
     cfg = roadmap.compose([*data, "data.num_classes=2", "data.val_size=1",
                            f"data.image_size={settings.folder_size}", f"recipe={name}", f"budget.batch={batch}",
                            f"runtime.batch_per_device={batch}", f"runtime.workers={workers}",
