@@ -110,7 +110,10 @@ class _Preloaded:
         while b"\n" not in self.unread:
             if not select.select([self.process.stdout], [], [], timeout)[0]:
                 return None
-            self.unread += os.read(self.process.stdout.fileno(), 4096)
+            chunk = os.read(self.process.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError(f"tests/preloaded.py exited with status {self.process.wait()}")
+            self.unread += chunk
         line, self.unread = self.unread.split(b"\n", 1)
         return json.loads(line)
 
