@@ -174,7 +174,7 @@ RUN = [*TINY_MODEL, "data.num_classes=3", "data.image_size=32", "data.val_size=2
        "runtime.deterministic=true"]
 
 
-def test_a_run_on_shards_learns_and_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_a_run_on_shards_learns_and_resumes_to_the_same_result(tmp_path, monkeypatch, capfd):
     overrides = [*RUN, "data=webdataset", f"data.root={_learnable_shards(tmp_path)}", "runtime.workers=2"]
     cfg = compose(overrides)
     whole = train.run(cfg, tmp_path / "whole", overrides)
@@ -184,7 +184,9 @@ def test_a_run_on_shards_learns_and_resumes_to_the_same_result(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         train.run(cfg, tmp_path / "resumed", overrides)
     put_back()
+    capfd.readouterr()
     resumed = train.run(cfg, tmp_path / "resumed", overrides)
+    assert "after epoch 1" in capfd.readouterr().err
     assert (resumed["test_acc1"], resumed["test_loss"]) == (whole["test_acc1"], whole["test_loss"])
 
 
@@ -216,19 +218,27 @@ def _hub_copy(tmp_path, corrupt: bool = False):
     return datasets.DatasetDict(tables)
 
 
-def test_a_local_hub_copy_trains_from_save_to_disk_and_from_parquet(tmp_path):
+def test_a_local_hub_copy_trains_from_save_to_disk_and_from_parquet_and_resumes(tmp_path, monkeypatch, capfd):
     copy = _hub_copy(tmp_path)
     copy.save_to_disk(str(tmp_path / "saved"))
     (tmp_path / "hub" / "data").mkdir(parents=True)
     for name, table in copy.items():
         table.to_parquet(str(tmp_path / "hub" / "data" / f"{name}-00000-of-00001.parquet"))
-    results = []
-    for root in ("saved", "hub"):
-        overrides = [*RUN, "budget.epochs=2", "data=huggingface", f"data.root={tmp_path / root}",
-                     f"data.cache_dir={tmp_path / 'cache'}", "runtime.workers=0"]
-        results.append(train.run(compose(overrides), tmp_path / f"run_{root}", overrides))
-    assert [r["splits"]["test"]["images"] for r in results] == [30, 30]
-    assert results[0]["test_acc1"] == results[1]["test_acc1"]  # the same images, whichever way they are stored
+
+    def overrides(root):
+        return [*RUN, "budget.epochs=2", "data=huggingface", f"data.root={tmp_path / root}",
+                f"data.cache_dir={tmp_path / 'cache'}", "runtime.workers=0"]
+    whole = train.run(compose(overrides("saved")), tmp_path / "run_saved", overrides("saved"))
+    put_back = interrupt_at_second_epoch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(compose(overrides("hub")), tmp_path / "run_hub", overrides("hub"))
+    put_back()
+    capfd.readouterr()
+    resumed = train.run(compose(overrides("hub")), tmp_path / "run_hub", overrides("hub"))
+    assert "after epoch 1" in capfd.readouterr().err
+    assert whole["splits"]["test"]["images"] == resumed["splits"]["test"]["images"] == 30
+    # the same images whichever way they are stored, and the Parquet run resumed from its first epoch's checkpoint
+    assert (resumed["test_acc1"], resumed["test_loss"]) == (whole["test_acc1"], whole["test_loss"])
 
 
 def test_a_hub_copy_that_disagrees_stops_in_one_line_and_a_corrupt_image_is_counted(tmp_path, capfd):
