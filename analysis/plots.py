@@ -256,6 +256,17 @@ def _is_adopted(row) -> bool:
     return True if pd.isna(row.adopted) else bool(row.adopted)
 
 
+def _off_axis(deltas: pd.Series, errors: pd.Series, factor: float = 4.0) -> pd.Series:
+    """The bars past a gap: sorted by extent (|change| + interval), each from the first that is more than `factor`
+    times the one before (and than 0.5 points) on."""
+    extent = deltas.abs() + errors
+    ordered = extent.sort_values()
+    for previous, (index, value) in zip(ordered, list(ordered.items())[1:]):
+        if value > factor * max(previous, 0.5):
+            return extent >= value
+    return extent > extent.max()
+
+
 def ablation_figure(rows: pd.DataFrame) -> Figure:
     """Change in top-1 from each ablation, against its step run without the ablation's overrides: paired by seed,
     with its 95% interval; filled where the interval excludes zero. The rows in the table's order (sorted by change)."""
@@ -272,6 +283,17 @@ def ablation_figure(rows: pd.DataFrame) -> Figure:
     ax.set_yticks(list(y), [f"{r.ablation} ({r.step})" for r in rows.itertuples()], fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.margins(x=0.15)
+    off_axis = _off_axis(rows.delta_test_acc1.fillna(0), rows.delta_ci95.fillna(0))
+    if off_axis.any():  # a change many times the others' (a network that fails to train) would flatten them
+        kept = rows[~off_axis]
+        ax.set_xlim(*_axis_range(kept.delta_test_acc1.fillna(0), kept.delta_ci95))
+        low, high = ax.get_xlim()
+        for i, row in zip(y, rows.itertuples()):
+            if off_axis.iloc[i]:
+                left = row.delta_test_acc1 < 0
+                ax.text(low if left else high, i, f" {row.delta_test_acc1:+.2f} ± {row.delta_ci95:.2f}, off the axis ",
+                        ha="left" if left else "right", va="center", fontsize=8, color="white",
+                        bbox={"facecolor": colors[i], "edgecolor": "none", "pad": 1})
     ax.set_xlabel("Δ top-1 (%) against the step as is, paired by seed, ± 95% CI\n"
                   "(filled: resolved, CI excludes 0)")
     ax.grid(axis="x", alpha=0.3)

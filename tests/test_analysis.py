@@ -323,3 +323,16 @@ def test_a_generated_ablation_is_named_whichever_way_hydra_wrote_its_overrides()
     assert same(["model.init=resnet", "model.layer_scale='${budget.layer_scale.${recipe.optimizer}}'"],
                 ["model.layer_scale='1e-06'", "model.init=resnet"])
     assert not same(["model.init=resnet", "model.layer_scale='${budget.x}'"], ["model.init=resnet"])
+
+
+def test_an_ablation_many_times_the_others_is_named_off_the_axis_not_plotted_across_it():
+    rows = pd.DataFrame({"step": "resnet", "roadmap": "tiny", "data": "fashion_mnist", "settings": "",
+                         "ablation": ["with_a", "with_b", "with_c"], "delta_test_acc1": [-63.96, -2.04, 1.17],
+                         "delta_ci95": [1.28, 1.48, 1.06], "resolved": [True, True, True]})
+    ax = plots.ablation_figure(rows).axes[0]
+    low, high = ax.get_xlim()
+    assert -63.96 < low < -2.04 - 1.48 and high > 1.17 + 1.06
+    assert [t.get_text().strip() for t in ax.texts] == ["-63.96 ± 1.28, off the axis"]
+    rows.loc[0, "delta_test_acc1"] = -5.0  # no gap: every bar on the axis, none named
+    ax = plots.ablation_figure(rows).axes[0]
+    assert ax.get_xlim()[0] < -5.0 - 1.28 and not ax.texts
