@@ -261,7 +261,7 @@ def _off_axis(deltas: pd.Series, errors: pd.Series, factor: float = 4.0) -> pd.S
     times the one before (and than 0.5 points) on."""
     extent = deltas.abs() + errors
     ordered = extent.sort_values()
-    for previous, (index, value) in zip(ordered, list(ordered.items())[1:]):
+    for previous, value in zip(ordered, ordered.iloc[1:]):
         if value > factor * max(previous, 0.5):
             return extent >= value
     return extent > extent.max()
