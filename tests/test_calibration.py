@@ -120,10 +120,9 @@ def test_the_scale_of_changes_is_a_slope_through_the_origin_with_its_interval():
                                                      "ci95": pytest.approx(half, abs=1e-4), "n": 3}
 
 
-def test_a_proxy_that_compresses_every_change_agrees_on_changes_whatever_its_accuracy_ranking():
-    """Changes = the paper's x 0.3 plus small noise, on seeds whose shared offsets (2 points apart) dwarf every
-    change: the changes' correlation is near 1 and the fitted scale holds 0.3; the accuracy ranking is whatever the
-    accumulated noise makes it (it is reported, not asserted)."""
+def compressed_study(roadmap: str) -> pd.DataFrame:
+    """Runs of the `roadmap` path whose changes are the paper's tiny-path ones x 0.3 plus small noise, on seeds whose
+    shared offsets (2 points apart) dwarf every change."""
     paper = aggregate.paper_numbers()
     paper = paper[(paper.roadmap == "tiny") & paper.paper_acc1.notna()].set_index("step").paper_acc1
     from roadmap import STEPS
@@ -135,16 +134,40 @@ def test_a_proxy_that_compresses_every_change_agrees_on_changes_whatever_its_acc
             start = 80.0 + offset if parent[step] is None else accuracy[parent[step], seed]
             change = 0.0 if parent[step] is None else 0.3 * (paper[step] - paper[parent[step]])
             accuracy[step, seed] = start + change + rng.normal(0, 0.03)
-    runs = pd.DataFrame([{**runs_frame().iloc[0].to_dict(), "step": step, "seed": seed, "test_acc1": acc1,
-                          "recipe": "original" if step == "resnet" else "modern",
-                          "run_dir": f"elsewhere/{step}/seed={seed}"} for (step, seed), acc1 in accuracy.items()])
-    block = calibration.calibration(aggregate.roadmap_table(runs))
+    return pd.DataFrame([{**runs_frame().iloc[0].to_dict(), "roadmap": roadmap, "step": step, "seed": seed,
+                          "test_acc1": acc1, "recipe": "original" if step == "resnet" else "modern",
+                          "run_dir": f"elsewhere/{roadmap}/{step}/seed={seed}"}
+                         for (step, seed), acc1 in accuracy.items()])
+
+
+def test_a_proxy_that_compresses_every_change_agrees_on_changes_whatever_its_accuracy_ranking():
+    """The changes' correlation is near 1 and the fitted scale holds 0.3; the accuracy ranking is whatever the
+    accumulated noise makes it (it is reported, not asserted)."""
+    block = calibration.calibration(aggregate.roadmap_table(compressed_study("tiny")))
+    assert block["paper_path"] == "tiny"
     assert block["changes_adopted"]["n"] == 13 and block["changes_with_branches"]["n"] == 16
     assert block["changes_adopted"]["spearman"] > 0.9 and block["changes_adopted"]["pearson"] > 0.98
     scale = block["change_scale"]
     assert abs(scale["slope"] - 0.3) <= scale["ci95"] and scale["ci95"] < 0.05
     assert block["sign_agreement_large"] == {"agree": 8, "of": 8, "fraction": 1.0}
     assert -1 <= block["spearman"] <= 1
+
+
+def test_the_base_path_is_calibrated_on_the_tiny_paths_changes_and_says_so():
+    """The paper gives no per-step numbers for ResNet-200 -> ConvNeXt-B: its changes are read against the tiny
+    path's change of the same step, labelled, and no accuracy ranking is made up."""
+    rows = aggregate.roadmap_table(compressed_study("base"))
+    assert rows.paper_delta_acc1.isna().all()  # the roadmap table shows no paper number for the base path
+    block = calibration.calibration(rows)
+    assert (block["roadmap"], block["paper_path"]) == ("base", "tiny")
+    assert block["changes_adopted"]["n"] == 13 and block["changes_adopted"]["spearman"] > 0.9
+    assert abs(block["change_scale"]["slope"] - 0.3) <= block["change_scale"]["ci95"]
+    assert block["sign_agreement_large"] == {"agree": 8, "of": 8, "fraction": 1.0}
+    assert block["spearman"] is None and block["n_steps"] == 0
+    markdown = calibration.to_markdown(block)
+    assert markdown.startswith("## Calibration against the paper (tiny path): base")
+    assert "paper Δ (tiny path)" in markdown
+    assert "against the paper's tiny-path ones (it has none for base)" in calibration.summary_line(block)
 
 
 def test_analysis_cli_writes_the_calibration_files(tmp_path, capsys):
