@@ -12,9 +12,13 @@ import pandas as pd
 from analysis import aggregate, stats
 from analysis.calibration import LARGE_EFFECT
 
-STUDIES = {"base path (n = 3)": "docs/studies/roadmap_fmnist_base_3seeds",
-           "tiny path (n = 5)": "docs/studies/roadmap_fmnist_5seeds"}
-tables = {name: pd.read_csv(f"{folder}/roadmap.csv").set_index("step") for name, folder in STUDIES.items()}
+FOLDERS = {"base path": "docs/studies/roadmap_fmnist_base_3seeds", "tiny path": "docs/studies/roadmap_fmnist_5seeds"}
+tables, folders = {}, {}
+for path, folder in FOLDERS.items():
+    table = pd.read_csv(f"{folder}/roadmap.csv").set_index("step")
+    pairs = table.delta_n[table.adopted & (table.delta_n > 0)]  # seeds paired, per adopted step
+    name = f"{path} (n = {pairs.min()})" if pairs.min() == pairs.max() else f"{path} (n = {pairs.min()}-{pairs.max()})"
+    tables[name], folders[name] = table, folder
 base, tiny = tables.values()
 steps = tiny.index[tiny.adopted & tiny.delta_test_acc1.notna()]
 paper = tiny.loc[steps, "paper_delta_acc1"]
@@ -29,12 +33,12 @@ def change_text(table: pd.DataFrame, step: str) -> str:
 
 rows = [[f"`{step}`", *(change_text(t, step) for t in tables.values()), f"{paper[step]:+.2f}",
          "yes" if large[step] else ""] for step in steps]
-print("\n".join(aggregate.markdown_rows(["step (`+step=`)", *STUDIES, "paper, tiny path", "large effect"], rows)))
+print("\n".join(aggregate.markdown_rows(["step (`+step=`)", *tables, "paper, tiny path", "large effect"], rows)))
 print("\nBold: resolved (the paired 95% interval excludes zero).\n")
 for name, t in tables.items():
     ours, resolved = t.loc[steps, "delta_test_acc1"], t.loc[steps, "resolved"].astype(bool)
     agree = (ours > 0) == (paper > 0)
-    runs = aggregate.load_runs([f"{STUDIES[name]}/results.csv"])
+    runs = aggregate.load_runs([f"{folders[name]}/results.csv"])
     by_seed = runs[(runs.excluded == "") & (runs.design == "")].pivot(index="seed", columns="step", values="test_acc1")
     ends = stats.paired_change(by_seed["sep_downsample"], by_seed["resnet"])
     with_tiny = ""
