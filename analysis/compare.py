@@ -18,7 +18,7 @@ import pandas as pd
 from analysis import aggregate, stats
 
 
-def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
+def accuracy_by_seed(runs: pd.DataFrame) -> pd.DataFrame:
     """Test top-1 of the included runs without a design change, one row per seed, one column per step."""
     plain = runs[(runs.excluded == "") & (runs.design == "")]
     if plain.duplicated(["step", "seed"]).any():
@@ -29,7 +29,7 @@ def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
 def paired_studies(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     """One row per step both studies ran, in roadmap order (a user's step right after its parent, a step no
     folder or record places last): n and mean of each, and the paired change."""
-    base_acc, other_acc = _by_seed(base), _by_seed(other)
+    base_acc, other_acc = accuracy_by_seed(base), accuracy_by_seed(other)
     both = pd.concat([base, other], ignore_index=True)
     steps = aggregate.step_tree(both)
     order = [s.name for s in steps] + aggregate.unknown_steps(both, steps)

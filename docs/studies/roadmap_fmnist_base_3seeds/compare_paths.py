@@ -10,6 +10,7 @@ Its Spearman ranks the 13 adopted steps' changes (Δ against the parent), as ana
 import pandas as pd
 
 from analysis import aggregate, stats
+from analysis.compare import accuracy_by_seed
 from analysis.calibration import LARGE_EFFECT
 
 FOLDERS = {"base path": "docs/studies/roadmap_fmnist_base_3seeds", "tiny path": "docs/studies/roadmap_fmnist_5seeds"}
@@ -38,8 +39,7 @@ print("\nBold: resolved (the paired 95% interval excludes zero).\n")
 for name, t in tables.items():
     ours, resolved = t.loc[steps, "delta_test_acc1"], t.loc[steps, "resolved"].astype(bool)
     agree = (ours > 0) == (paper > 0)
-    runs = aggregate.load_runs([f"{folders[name]}/results.csv"])
-    by_seed = runs[(runs.excluded == "") & (runs.design == "")].pivot(index="seed", columns="step", values="test_acc1")
+    by_seed = accuracy_by_seed(aggregate.load_runs([f"{folders[name]}/results.csv"]))
     ends = stats.paired_change(by_seed["sep_downsample"], by_seed["resnet"])
     with_tiny = ""
     if t is not tiny:
