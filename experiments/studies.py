@@ -50,6 +50,11 @@ def _adopted(steps: tuple[Step, ...]) -> list[str]:
     return [step.name for step in steps if step.adopted]
 
 
+def adopted_sweeps(roadmap_name: str, steps: tuple[Step, ...]) -> list[Sweep]:
+    """The adopted path alone: every step whose change against its parent the calibration pairs with the paper's."""
+    return [Sweep("", ("+step=" + ",".join(_adopted(steps)),))]
+
+
 def _ablation_sweeps(base_step: str, ablation_list: list[ablations.Ablation]) -> list[Sweep]:
     """The base step itself, then each ablation of it."""
     return [Sweep(base_step, (f"+step={base_step}",))] + [
@@ -97,6 +102,9 @@ STUDIES = {study.name: study for study in [
     Study("roadmap_fmnist", "every step of the roadmap on Fashion-MNIST 32x32 at an eighth of the paper's widths on "
           "20k images for 20 epochs, the embedded proxy, 3 seeds (2-core CPU: see docs/proxy.md for the measured "
           "time)", FMNIST_SETTINGS, 3, roadmap_sweeps),
+    Study("roadmap_fmnist_8seeds", "the roadmap's adopted steps (no side branches) on the same proxy at 8 seeds, "
+          "the n that resolves more of the steps' changes; its runs are roadmap_fmnist's, so with --out "
+          "runs/roadmap_fmnist it trains only the seeds that study lacks", FMNIST_SETTINGS, 8, adopted_sweeps),
     Study("length_fmnist", "where learning ends on the proxy (budget=fmnist_eighth_20ep): ResNet-50, depthwise, width "
           "and ConvNeXt-T at twice its epochs, 2 seeds; compare with roadmap_fmnist", FMNIST_SETTINGS, 2,
           length_sweeps(FMNIST_SETTINGS)),

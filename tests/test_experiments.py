@@ -87,6 +87,14 @@ def test_roadmap_fmnist_sweeps_every_step_with_its_settings(tmp_path):
         compose([*study.settings, f"+step={step}"])
 
 
+def test_the_8_seed_study_runs_the_adopted_path_alone_as_the_study_runs_it(tmp_path):
+    study = STUDIES["roadmap_fmnist_8seeds"]
+    assert study.settings == STUDIES["roadmap_fmnist"].settings  # the same runs, so one folder holds both studies'
+    (command,) = cli.sweep_commands(study, tmp_path, seeds=study.default_seeds, roadmap_name="tiny")
+    assert f"+step={','.join(ADOPTED_STEPS)}" in command and "kernel5" not in " ".join(command)
+    assert "seed=0,1,2,3,4,5,6,7" in command
+
+
 def test_ablation_studies_give_each_sweep_its_own_directory(tmp_path):
     for name, reference in [("leave_one_out", ADOPTED_STEPS[-1]), ("add_one_in", ADOPTED_STEPS[0])]:
         commands = cli.sweep_commands(STUDIES[name], tmp_path, seeds=1, roadmap_name="tiny", overrides=["x.y=1"])
