@@ -103,8 +103,9 @@ def calibration(rows: pd.DataFrame) -> dict:
         "agree_and_resolved_large": int((large_agrees & large.resolved).sum()),
         "large_effect_threshold": LARGE_EFFECT,
         "disagreeing_steps": changed.step[~agrees].tolist(),
-        "steps": [{"step": r.step, "delta_test_acc1": round(r.delta_test_acc1, 3),
-                   "delta_ci95": None if pd.isna(r.delta_ci95) else round(r.delta_ci95, 3), "delta_n": int(r.delta_n),
+        # Unrounded: calibration.md rounds them once, as roadmap.md does, so both print the same figures.
+        "steps": [{"step": r.step, "delta_test_acc1": float(r.delta_test_acc1),
+                   "delta_ci95": None if pd.isna(r.delta_ci95) else float(r.delta_ci95), "delta_n": int(r.delta_n),
                    "resolved": bool(r.resolved), "paper_delta_acc1": r.paper_delta_acc1,
                    "large": bool(large_step), "agrees": bool(a)}
                   for r, a, large_step in zip(changed.itertuples(), agrees, is_large)],
@@ -151,7 +152,7 @@ def to_markdown(block: dict) -> str:
               "sign agrees"]
     body = []
     for s in block["steps"]:
-        ours = f"{s['delta_test_acc1']:+.2f}" + ("" if s["delta_ci95"] is None else f" ± {s['delta_ci95']:.2f}")
+        ours = aggregate.signed_interval_text(s["delta_test_acc1"], s["delta_ci95"])
         body.append([s["step"], ours, str(s["delta_n"]), "yes" if s["resolved"] else "no",
                      f"{s['paper_delta_acc1']:+.2f}", "yes" if s["large"] else "", "yes" if s["agrees"] else "**no**"])
     disagreeing = ", ".join(block["disagreeing_steps"]) or "none"

@@ -109,6 +109,18 @@ def test_calibration_block_on_changes(table):
     assert block["change_scale"]["slope"] == pytest.approx(slope, abs=1e-4) and block["change_scale"]["n"] == 4
 
 
+def test_calibration_md_prints_each_change_as_the_roadmap_table_does():
+    runs = runs_frame()
+    # Changes +0.1750004, +0.1850004, +0.1950004: the mean rounds to +0.19, but to +0.18 if first rounded to 0.185.
+    runs.loc[runs.step == "modern_recipe", "test_acc1"] = [80.1750004, 81.1850004, 79.1950004]
+    table = aggregate.roadmap_table(runs)
+    row = next(line for line in calibration.to_markdown(calibration.calibration(table)).splitlines()
+               if line.startswith("| modern_recipe |"))
+    assert "| +0.19 ± 0.02 |" in row
+    assert "| +0.19 ± 0.02 |" in next(line for line in aggregate.roadmap_markdown(table).splitlines()
+                                      if "| modern recipe |" in line)
+
+
 def test_the_scale_of_changes_is_a_slope_through_the_origin_with_its_interval():
     exact = calibration.change_scale(pd.Series([1.0, 2.0, -3.0]), pd.Series([2.0, 4.0, -6.0]))
     assert exact == {"slope": 0.5, "ci95": 0.0, "n": 3}
